@@ -1,0 +1,273 @@
+"""Validated descriptions of the private networks that Vertex jobs and Dask clusters use.
+
+These are pure specs: no I/O, no cloud SDK. `GcpNetwork` renders the two spellings Google
+needs (Vertex wants ``projects/<NUMBER>/global/networks/<NAME>``; Compute wants a subnetwork
+path with the project *id*), which is where the user's peered-VPC setup went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from oxeo_flows._model import Model
+
+__all__ = ["AwsNetwork", "GcpNetwork"]
+
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_PROJECT_NUMBER = re.compile(r"^[0-9]{6,19}$")
+# RFC 1035 labels, as Compute Engine requires for network, subnetwork and range names.
+_GCP_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_GCP_ZONE = re.compile(r"^([a-z]+-[a-z]+[0-9]+)-[a-z]$")
+_NETWORK_PATH = re.compile(r"^projects/(?P<project>[^/]+)/global/networks/(?P<name>[^/]+)$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+_AWS_ID = {
+    "vpc": re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$"),
+    "subnet": re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$"),
+    "sg": re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$"),
+}
+
+PROJECT_NUMBER_HINT = (
+    "find it with: gcloud projects describe PROJECT_ID --format='value(projectNumber)'"
+)
+
+
+def check_project_id(value: str) -> str:
+    """Validate a GCP project id (``my-project``)."""
+    if not _PROJECT_ID.match(value):
+        msg = (
+            f"{value!r} is not a valid GCP project id: 6-30 characters, lowercase letters, "
+            "digits and hyphens, starting with a letter"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def check_project_number(value: str | int) -> str:
+    """Validate a GCP project number (all digits); a project id given instead is explained."""
+    text = str(value).strip()
+    if _PROJECT_NUMBER.match(text):
+        return text
+    if _PROJECT_ID.match(text):
+        msg = (
+            f"{text!r} looks like a project id, but a project NUMBER is needed here "
+            f"(Vertex AI networks are addressed by number); {PROJECT_NUMBER_HINT}"
+        )
+        raise ValueError(msg)
+    msg = f"{text!r} is not a GCP project number (6-19 digits); {PROJECT_NUMBER_HINT}"
+    raise ValueError(msg)
+
+
+def check_gcp_name(value: str, what: str) -> str:
+    """Validate a Compute Engine resource name (network, subnetwork, range)."""
+    if not _GCP_NAME.match(value):
+        msg = (
+            f"{value!r} is not a valid {what} name: 1-63 characters, lowercase letters, "
+            "digits and hyphens, starting with a letter and not ending with a hyphen"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def check_region(value: str) -> str:
+    """Validate a GCP region such as ``europe-west4``."""
+    if _GCP_ZONE.match(value):
+        msg = f"{value!r} is a zone, not a region; use {_GCP_ZONE.match(value).group(1)!r}"  # type: ignore[union-attr]
+        raise ValueError(msg)
+    if not _GCP_REGION.match(value):
+        msg = f"{value!r} is not a GCP region (expected something like 'europe-west4')"
+        raise ValueError(msg)
+    return value
+
+
+def check_zone(value: str) -> str:
+    """Validate a GCP zone such as ``europe-west4-a``."""
+    if not _GCP_ZONE.match(value):
+        msg = f"{value!r} is not a GCP zone (expected something like 'europe-west4-a')"
+        raise ValueError(msg)
+    return value
+
+
+class GcpNetwork(Model):
+    """A VPC network (and optionally a subnetwork) in a GCP project, possibly a Shared VPC.
+
+    Attributes:
+        project: Project id where jobs and VMs run, e.g. ``oxeo-main``.
+        project_number: Number of ``project`` (digits). Vertex AI addresses networks by number.
+        network: VPC network name, e.g. ``dask``. A full ``projects/<NUMBER>/global/networks/<NAME>``
+            path is also accepted and split into its parts.
+        subnetwork: Subnetwork name in ``region`` (Dask VMs are placed there).
+        region: Region of the subnetwork and of Vertex jobs, e.g. ``europe-west4``.
+        reserved_ip_ranges: Names of the private-services-access ranges Vertex may use.
+        host_project: For a Shared VPC, the host project id that owns the network.
+        host_project_number: For a Shared VPC, the host project's number (used in
+            `vertex_network`).
+
+    Example:
+        ```python
+        from oxeo_flows import GcpNetwork
+
+        net = GcpNetwork(project="oxeo-main", project_number="123456789012", network="dask",
+                         subnetwork="dask-europe-west4", region="europe-west4")
+        assert net.vertex_network == "projects/123456789012/global/networks/dask"
+        ```
+    """
+
+    project: str
+    project_number: str | None = None
+    network: str
+    subnetwork: str | None = None
+    region: str | None = None
+    reserved_ip_ranges: tuple[str, ...] = ()
+    host_project: str | None = None
+    host_project_number: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_network_path(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        key = "network" if "network" in data else None
+        value = data.get("network") if key else None
+        if isinstance(value, str) and (m := _NETWORK_PATH.match(value)):
+            data = dict(data)
+            data["network"] = m.group("name")
+            number = m.group("project")
+            target = "host_project_number" if data.get("host_project") or data.get("host-project") else "project_number"
+            alias = target.replace("_", "-")
+            given = data.get(target, data.get(alias))
+            if given is not None and str(given) != number:
+                msg = (
+                    f"network path {value!r} names project {number!r} but {alias} is {given!r}; "
+                    "give the network by name, or make them agree"
+                )
+                raise ValueError(msg)
+            data[target] = number
+        return data
+
+    @field_validator("project", "host_project")
+    @classmethod
+    def _project(cls, v: str | None) -> str | None:
+        return None if v is None else check_project_id(v)
+
+    @field_validator("project_number", "host_project_number", mode="before")
+    @classmethod
+    def _number(cls, v: str | int | None) -> str | None:
+        return None if v is None else check_project_number(v)
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        return check_gcp_name(v, "network")
+
+    @field_validator("subnetwork")
+    @classmethod
+    def _subnetwork(cls, v: str | None) -> str | None:
+        return None if v is None else check_gcp_name(v, "subnetwork")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return None if v is None else check_region(v)
+
+    @field_validator("reserved_ip_ranges")
+    @classmethod
+    def _ranges(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            check_gcp_name(name, "reserved IP range")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GcpNetwork:
+        if self.host_project_number and not self.host_project:
+            msg = "host-project-number is set without host-project; set both for a Shared VPC"
+            raise ValueError(msg)
+        if self.subnetwork and not self.region:
+            msg = f"subnetwork {self.subnetwork!r} needs a region (subnetworks are regional)"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def network_project(self) -> str:
+        """The project id that owns the network (the Shared VPC host, or ``project``)."""
+        return self.host_project or self.project
+
+    @property
+    def vertex_network(self) -> str:
+        """The network as Vertex AI wants it: ``projects/<NUMBER>/global/networks/<NAME>``.
+
+        Raises:
+            ConfigError: The needed project number is not set.
+        """
+        from oxeo_flows.errors import ConfigError
+
+        number = self.host_project_number if self.host_project else self.project_number
+        if not number:
+            key = "host-project-number" if self.host_project else "project-number"
+            msg = (
+                f"Vertex AI needs the network as projects/<NUMBER>/global/networks/{self.network}, "
+                f"but {key} is not set; {PROJECT_NUMBER_HINT}"
+            )
+            raise ConfigError(msg)
+        return f"projects/{number}/global/networks/{self.network}"
+
+    @property
+    def network_path(self) -> str:
+        """The network as Compute Engine wants it: ``projects/<ID>/global/networks/<NAME>``."""
+        return f"projects/{self.network_project}/global/networks/{self.network}"
+
+    @property
+    def subnetwork_path(self) -> str | None:
+        """``projects/<ID>/regions/<REGION>/subnetworks/<NAME>``, or None without a subnetwork."""
+        if not self.subnetwork:
+            return None
+        return f"projects/{self.network_project}/regions/{self.region}/subnetworks/{self.subnetwork}"
+
+
+class AwsNetwork(Model):
+    """A VPC in one AWS region, with the subnets and security groups to place instances in.
+
+    Attributes:
+        region: AWS region, e.g. ``eu-west-1``.
+        vpc: VPC id (``vpc-...``).
+        subnets: Subnet ids (``subnet-...``); the first is used for single-subnet resources.
+        security_groups: Security group ids (``sg-...``).
+    """
+
+    region: str
+    vpc: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = Field(default=())
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not _AWS_REGION.match(v):
+            msg = f"{v!r} is not an AWS region (expected something like 'eu-west-1')"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("vpc")
+    @classmethod
+    def _vpc(cls, v: str | None) -> str | None:
+        return None if v is None else _check_aws_id(v, "vpc", "VPC id")
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_aws_id(s, "subnet", "subnet id") for s in v)
+
+    @field_validator("security_groups")
+    @classmethod
+    def _groups(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_aws_id(s, "sg", "security group id") for s in v)
+
+
+def _check_aws_id(value: str, kind: str, what: str) -> str:
+    if not _AWS_ID[kind].match(value):
+        msg = f"{value!r} is not a {what} (expected '{kind}-' followed by 8 or 17 hex digits)"
+        raise ValueError(msg)
+    return value

@@ -1,0 +1,21 @@
+"""Helpers shared by tests (import them; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def write_stack(directory: Path, body: str, *, name: str = "pyproject.toml") -> Path:
+    """Write a configuration file for tests; returns its path."""
+    path = directory / name
+    path.write_text(body, encoding="utf-8")
+    return path
