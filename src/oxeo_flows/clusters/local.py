@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ def local_cluster(
     workers = n_workers if n_workers is not None else (cores if processes else 1)
     threads = threads_per_worker if threads_per_worker is not None else max(1, cores // workers)
     kwargs.setdefault("dashboard_address", None)
+    kwargs.setdefault("silence_logs", logging.WARNING)
     cluster: LocalCluster = distributed.LocalCluster(
         n_workers=workers,
         threads_per_worker=threads,
