@@ -18,10 +18,15 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 # Never let a test pick up real cloud credentials or config from the machine.
-for _var in ("GOOGLE_APPLICATION_CREDENTIALS", "AWS_PROFILE", "OXEO_FLOWS_STACK", "OXEO_FLOWS_CONFIG"):
+for _var in (
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AWS_PROFILE",
+    "OXEO_FLOWS_STACK",
+    "OXEO_FLOWS_CONFIG",
+):
     os.environ.pop(_var, None)
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 - moto's dummy credentials
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
@@ -75,7 +80,7 @@ def moto_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """moto's endpoint, reset before each test and exported as ``AWS_ENDPOINT_URL``."""
     import urllib.request
 
@@ -83,7 +88,7 @@ def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with urllib.request.urlopen(req, timeout=10):
         pass
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    yield moto_server
+    return moto_server
 
 
 @pytest.fixture

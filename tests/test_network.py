@@ -43,18 +43,31 @@ def test_full_network_path_is_split() -> None:
 
 def test_missing_number_is_explained() -> None:
     net = GcpNetwork(project="oxeo-main", network="dask")
-    with pytest.raises(ConfigError, match="project-number is not set.*gcloud projects describe"):
+    with pytest.raises(ConfigError, match=r"project-number is not set.*gcloud projects describe"):
         _ = net.vertex_network
 
 
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"project": "oxeo-main", "network": "projects/oxeo-main/global/networks/dask"}, "looks like a project id"),
-        ({"project": "oxeo-main", "project_number": "1234567890", "network": "projects/123456789012/global/networks/dask"}, "make them agree"),
+        (
+            {"project": "oxeo-main", "network": "projects/oxeo-main/global/networks/dask"},
+            "looks like a project id",
+        ),
+        (
+            {
+                "project": "oxeo-main",
+                "project_number": "1234567890",
+                "network": "projects/123456789012/global/networks/dask",
+            },
+            "make them agree",
+        ),
         ({"project": "oxeo-main", "network": "Dask"}, "not a valid network name"),
         ({"project": "oxeo-main", "network": "dask", "subnetwork": "s"}, "needs a region"),
-        ({"project": "oxeo-main", "network": "dask", "host_project_number": "123456789012"}, "without host-project"),
+        (
+            {"project": "oxeo-main", "network": "dask", "host_project_number": "123456789012"},
+            "without host-project",
+        ),
         ({"project": "x", "network": "dask"}, "not a valid GCP project id"),
     ],
 )
@@ -64,7 +77,16 @@ def test_bad_gcp_networks(data: dict[str, str], fragment: str) -> None:
 
 
 def test_aws_network_ids() -> None:
-    net = AwsNetwork(region="eu-west-1", vpc="vpc-0123abcd", subnets=("subnet-0123456789abcdef0",), security_groups=("sg-0123abcd",))
+    net = AwsNetwork(
+        region="eu-west-1",
+        vpc="vpc-0123abcd",
+        subnets=("subnet-0123456789abcdef0",),
+        security_groups=("sg-0123abcd",),
+    )
     assert net.subnets == ("subnet-0123456789abcdef0",)
     with pytest.raises(ConfigError, match="not a security group id"):
-        build(AwsNetwork, {"region": "eu-west-1", "security_groups": ["default"]}, where="AwsNetwork()")
+        build(
+            AwsNetwork,
+            {"region": "eu-west-1", "security_groups": ["default"]},
+            where="AwsNetwork()",
+        )

@@ -64,7 +64,13 @@ def test_import_pulls_no_cloud_sdk() -> None:
     # Some wheels (google-cloud-aiplatform) ship a .pth that imports the empty ``google.cloud``
     # namespace at interpreter start-up: only count what importing us added.
     bare = "import json, sys; print(json.dumps(sorted(sys.modules)))"
-    baseline = set(json.loads(subprocess.run([sys.executable, "-c", bare], capture_output=True, text=True, check=True).stdout))
+    baseline = set(
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", bare], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    )
     offenders = [m for m in loaded if m.startswith(FORBIDDEN) and m not in baseline]
     assert offenders == []
     assert "prefect" not in loaded  # not even prefect itself

@@ -60,7 +60,10 @@ def test_file_default_stack_extends_and_origins(stack_file: Any) -> None:
     net = stack.gcp_network()
     assert net is not None
     assert net.vertex_network == "projects/123456789012/global/networks/dask"
-    assert net.subnetwork_path == "projects/oxeo-main/regions/europe-west4/subnetworks/dask-europe-west4"
+    assert (
+        net.subnetwork_path
+        == "projects/oxeo-main/regions/europe-west4/subnetworks/dask-europe-west4"
+    )
     assert stack.pools["gpu"].type == "vertex-ai"
     assert stack.default_work_pool == "prod-vertex"
 
@@ -100,9 +103,15 @@ def test_env_lists_json_and_comma_separated(monkeypatch: pytest.MonkeyPatch) -> 
     assert stack.vertex.labels == {"team": "eo"}
 
 
-def test_dedicated_file_wins_and_search_walks_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.oxeo-flows]\ndefault-stack = "a"\n[tool.oxeo-flows.stacks.a]\n')
-    (tmp_path / "oxeo-flows.toml").write_text('default-stack = "b"\n[stacks.b]\nrunner = "docker"\n')
+def test_dedicated_file_wins_and_search_walks_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.oxeo-flows]\ndefault-stack = "a"\n[tool.oxeo-flows.stacks.a]\n'
+    )
+    (tmp_path / "oxeo-flows.toml").write_text(
+        'default-stack = "b"\n[stacks.b]\nrunner = "docker"\n'
+    )
     sub = tmp_path / "flows" / "deep"
     sub.mkdir(parents=True)
     monkeypatch.chdir(sub)
@@ -112,7 +121,9 @@ def test_dedicated_file_wins_and_search_walks_up(tmp_path: Path, monkeypatch: py
     assert load_stack(project_dir=tmp_path).name == "b"
 
 
-def test_pyproject_without_table_stops_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pyproject_without_table_stops_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "oxeo-flows.toml").write_text('default-stack = "outer"\n[stacks.outer]\n')
     inner = tmp_path / "repo"
     inner.mkdir()
@@ -121,7 +132,9 @@ def test_pyproject_without_table_stops_the_search(tmp_path: Path, monkeypatch: p
     assert load_stack().name == "local"  # the repo's own pyproject is the boundary
 
 
-def test_oxeo_flows_config_env_points_at_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oxeo_flows_config_env_points_at_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "elsewhere.toml"
     cfg.write_text('default-stack = "x"\n[stacks.x]\nrunner = "docker"\n')
     monkeypatch.setenv("OXEO_FLOWS_CONFIG", str(cfg))
@@ -130,42 +143,144 @@ def test_oxeo_flows_config_env_points_at_a_file(tmp_path: Path, monkeypatch: pyt
 
 BAD: list[tuple[str, str, list[str]]] = [
     # (id, pyproject body for stack "s" unless it starts with "#raw", expected message fragments)
-    ("typo-key", "[tool.oxeo-flows.stacks.s.gcp]\nprojet = 'oxeo-main'", ["gcp.projet", "did you mean 'project'"]),
-    ("typo-section", "[tool.oxeo-flows.stacks.s.vertx]\nimage = 'x'", ["vertx", "did you mean 'vertex'"]),
-    ("wrong-type-int", "[tool.oxeo-flows.stacks.s.vertex]\nboot-disk-size-gb = 'big'", ["vertex.boot-disk-size-gb", "integer"]),
-    ("wrong-type-list", "[tool.oxeo-flows.stacks.s.gcp]\nreserved-ip-ranges = 5", ["gcp.reserved-ip-ranges"]),
-    ("bad-runner", "[tool.oxeo-flows.stacks.s]\nrunner = 'k8s'", ["runner", "'process', 'docker' or 'vertex'"]),
+    (
+        "typo-key",
+        "[tool.oxeo-flows.stacks.s.gcp]\nprojet = 'oxeo-main'",
+        ["gcp.projet", "did you mean 'project'"],
+    ),
+    (
+        "typo-section",
+        "[tool.oxeo-flows.stacks.s.vertx]\nimage = 'x'",
+        ["vertx", "did you mean 'vertex'"],
+    ),
+    (
+        "wrong-type-int",
+        "[tool.oxeo-flows.stacks.s.vertex]\nboot-disk-size-gb = 'big'",
+        ["vertex.boot-disk-size-gb", "integer"],
+    ),
+    (
+        "wrong-type-list",
+        "[tool.oxeo-flows.stacks.s.gcp]\nreserved-ip-ranges = 5",
+        ["gcp.reserved-ip-ranges"],
+    ),
+    (
+        "bad-runner",
+        "[tool.oxeo-flows.stacks.s]\nrunner = 'k8s'",
+        ["runner", "'process', 'docker' or 'vertex'"],
+    ),
     ("bad-backend", "[tool.oxeo-flows.stacks.s.dask]\nbackend = 'ray'", ["dask.backend"]),
-    ("project-id-as-number", "[tool.oxeo-flows.stacks.s.gcp]\nproject-number = 'oxeo-main'", ["gcp.project-number", "looks like a project id", "gcloud projects describe"]),
-    ("number-not-digits", "[tool.oxeo-flows.stacks.s.gcp]\nproject-number = '12ab'", ["gcp.project-number", "not a GCP project number"]),
-    ("bad-project-id", "[tool.oxeo-flows.stacks.s.gcp]\nproject = 'Oxeo_Main'", ["gcp.project", "not a valid GCP project id"]),
-    ("zone-as-region", "[tool.oxeo-flows.stacks.s.gcp]\nregion = 'europe-west4-a'", ["gcp.region", "is a zone, not a region"]),
-    ("bad-region", "[tool.oxeo-flows.stacks.s.gcp]\nregion = 'europe'", ["gcp.region", "not a GCP region"]),
-    ("zone-outside-region", "[tool.oxeo-flows.stacks.s.gcp]\nregion = 'europe-west4'\nzone = 'us-central1-a'", ["not in region"]),
-    ("bad-subnetwork", "[tool.oxeo-flows.stacks.s.gcp]\nsubnetwork = 'Dask_Subnet'", ["gcp.subnetwork", "not a valid subnetwork name"]),
-    ("bad-range-name", "[tool.oxeo-flows.stacks.s.gcp]\nreserved-ip-ranges = ['10.0.0.0/16']", ["reserved IP range"]),
-    ("bad-service-account", "[tool.oxeo-flows.stacks.s.gcp]\nservice-account = 'prefect'", ["gcp.service-account", "service account email"]),
+    (
+        "project-id-as-number",
+        "[tool.oxeo-flows.stacks.s.gcp]\nproject-number = 'oxeo-main'",
+        ["gcp.project-number", "looks like a project id", "gcloud projects describe"],
+    ),
+    (
+        "number-not-digits",
+        "[tool.oxeo-flows.stacks.s.gcp]\nproject-number = '12ab'",
+        ["gcp.project-number", "not a GCP project number"],
+    ),
+    (
+        "bad-project-id",
+        "[tool.oxeo-flows.stacks.s.gcp]\nproject = 'Oxeo_Main'",
+        ["gcp.project", "not a valid GCP project id"],
+    ),
+    (
+        "zone-as-region",
+        "[tool.oxeo-flows.stacks.s.gcp]\nregion = 'europe-west4-a'",
+        ["gcp.region", "is a zone, not a region"],
+    ),
+    (
+        "bad-region",
+        "[tool.oxeo-flows.stacks.s.gcp]\nregion = 'europe'",
+        ["gcp.region", "not a GCP region"],
+    ),
+    (
+        "zone-outside-region",
+        "[tool.oxeo-flows.stacks.s.gcp]\nregion = 'europe-west4'\nzone = 'us-central1-a'",
+        ["not in region"],
+    ),
+    (
+        "bad-subnetwork",
+        "[tool.oxeo-flows.stacks.s.gcp]\nsubnetwork = 'Dask_Subnet'",
+        ["gcp.subnetwork", "not a valid subnetwork name"],
+    ),
+    (
+        "bad-range-name",
+        "[tool.oxeo-flows.stacks.s.gcp]\nreserved-ip-ranges = ['10.0.0.0/16']",
+        ["reserved IP range"],
+    ),
+    (
+        "bad-service-account",
+        "[tool.oxeo-flows.stacks.s.gcp]\nservice-account = 'prefect'",
+        ["gcp.service-account", "service account email"],
+    ),
     ("aws-bad-region", "[tool.oxeo-flows.stacks.s.aws]\nregion = 'ireland'", ["not an AWS region"]),
-    ("aws-bad-subnet", "[tool.oxeo-flows.stacks.s.aws]\nregion = 'eu-west-1'\nsubnets = ['subnet-xyz']", ["not a subnet id"]),
-    ("aws-groups-without-region", "[tool.oxeo-flows.stacks.s.aws]\nsecurity-groups = ['sg-0123abcd']", ["aws.region is required"]),
-    ("bad-secret-source", "[tool.oxeo-flows.stacks.s.secrets]\nsources = ['vault']", ["secrets.sources"]),
-    ("repeated-secret-source", "[tool.oxeo-flows.stacks.s.secrets]\nsources = ['env', 'env']", ["must not repeat"]),
+    (
+        "aws-bad-subnet",
+        "[tool.oxeo-flows.stacks.s.aws]\nregion = 'eu-west-1'\nsubnets = ['subnet-xyz']",
+        ["not a subnet id"],
+    ),
+    (
+        "aws-groups-without-region",
+        "[tool.oxeo-flows.stacks.s.aws]\nsecurity-groups = ['sg-0123abcd']",
+        ["aws.region is required"],
+    ),
+    (
+        "bad-secret-source",
+        "[tool.oxeo-flows.stacks.s.secrets]\nsources = ['vault']",
+        ["secrets.sources"],
+    ),
+    (
+        "repeated-secret-source",
+        "[tool.oxeo-flows.stacks.s.secrets]\nsources = ['env', 'env']",
+        ["must not repeat"],
+    ),
     ("negative-ttl", "[tool.oxeo-flows.stacks.s.secrets]\ncache-ttl = -1", ["secrets.cache-ttl"]),
     ("pool-without-type", "[tool.oxeo-flows.stacks.s.pools.p]\nimage = 'x'", ["pools.p"]),
     ("pool-unknown-type", "[tool.oxeo-flows.stacks.s.pools.p]\ntype = 'k8s'", ["pools.p"]),
-    ("pool-typo", "[tool.oxeo-flows.stacks.s.pools.p]\ntype = 'docker'\nimgae = 'x'", ["imgae", "did you mean 'image'"]),
-    ("bad-scheduling", "[tool.oxeo-flows.stacks.s.vertex]\nscheduling-strategy = 'CHEAP'", ["vertex.scheduling-strategy"]),
-    ("extends-missing", "[tool.oxeo-flows.stacks.s]\nextends = 'nope'", ["extends 'nope', which is not defined"]),
-    ("extends-cycle", "[tool.oxeo-flows.stacks.s]\nextends = 't'\n[tool.oxeo-flows.stacks.t]\nextends = 's'", ["cycle"]),
-    ("top-level-typo", "[tool.oxeo-flows]\ndefault_stack = 's'\n[tool.oxeo-flows.stacks.s]", ["unknown top-level key 'default_stack'", "did you mean 'default-stack'"]),
-    ("underscore-table", "[tool.oxeo_flows.stacks.s]\nrunner = 'docker'", ["spelled [tool.oxeo-flows]"]),
+    (
+        "pool-typo",
+        "[tool.oxeo-flows.stacks.s.pools.p]\ntype = 'docker'\nimgae = 'x'",
+        ["imgae", "did you mean 'image'"],
+    ),
+    (
+        "bad-scheduling",
+        "[tool.oxeo-flows.stacks.s.vertex]\nscheduling-strategy = 'CHEAP'",
+        ["vertex.scheduling-strategy"],
+    ),
+    (
+        "extends-missing",
+        "[tool.oxeo-flows.stacks.s]\nextends = 'nope'",
+        ["extends 'nope', which is not defined"],
+    ),
+    (
+        "extends-cycle",
+        "[tool.oxeo-flows.stacks.s]\nextends = 't'\n[tool.oxeo-flows.stacks.t]\nextends = 's'",
+        ["cycle"],
+    ),
+    (
+        "top-level-typo",
+        "[tool.oxeo-flows]\ndefault_stack = 's'\n[tool.oxeo-flows.stacks.s]",
+        ["unknown top-level key 'default_stack'", "did you mean 'default-stack'"],
+    ),
+    (
+        "underscore-table",
+        "[tool.oxeo_flows.stacks.s]\nrunner = 'docker'",
+        ["spelled [tool.oxeo-flows]"],
+    ),
     ("stacks-not-table", "[tool.oxeo-flows]\nstacks = 3", ["'stacks' must be a table"]),
     ("invalid-toml", "#raw[tool.oxeo-flows.stacks.s\nrunner = ", ["not valid TOML"]),
-    ("default-stack-not-string", "[tool.oxeo-flows]\ndefault-stack = 3", ["default-stack must be a string"]),
+    (
+        "default-stack-not-string",
+        "[tool.oxeo-flows]\ndefault-stack = 3",
+        ["default-stack must be a string"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "fragments"), [(b, f) for _, b, f in BAD], ids=[i for i, _, _ in BAD])
+@pytest.mark.parametrize(
+    ("body", "fragments"), [(b, f) for _, b, f in BAD], ids=[i for i, _, _ in BAD]
+)
 def test_bad_configuration(stack_file: Any, body: str, fragments: list[str]) -> None:
     path = stack_file(body.removeprefix("#raw"))
     with pytest.raises(ConfigError) as info:
@@ -182,7 +297,9 @@ def test_bad_input_count_is_a_battery() -> None:
 
 def test_unknown_stack_lists_the_defined_ones(stack_file: Any) -> None:
     stack_file(PROD)
-    with pytest.raises(ConfigError, match=r"Unknown stack 'prdo'.*base, local, prod.*Did you mean 'prod'"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown stack 'prdo'.*base, local, prod.*Did you mean 'prod'"
+    ):
         load_stack("prdo")
 
 

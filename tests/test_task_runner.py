@@ -100,7 +100,7 @@ def test_a_failing_task_fails_the_flow(prefect_server: str) -> None:
 def test_local_overrides_validate(prefect_server: str) -> None:
     from oxeo_flows import ConfigError
 
-    with pytest.raises(ConfigError, match="n_workers|n-workers"):
+    with pytest.raises(ConfigError, match=r"n_workers|n-workers"):
         dask_runner("local", n_workers="many")
     runner: Any = dask_runner("local", processes=False, n_workers=2)
     assert runner.cluster_kwargs["n_workers"] == 2

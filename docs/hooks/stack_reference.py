@@ -33,6 +33,7 @@ def _rows(model: type, prefix: tuple[str, ...]) -> list[tuple[tuple[str, ...], A
 
 
 def render() -> str:
+    """The Markdown tables for every stack key."""
     from oxeo_flows import stack as stack_module
 
     sections: list[tuple[str, type, tuple[str, ...]]] = [
@@ -56,7 +57,7 @@ def render() -> str:
             out.append("| key | type | default | environment variable | description |")
             out.append("|---|---|---|---|---|")
             for path, annotation, default, description in items:
-                if path == ("name",) or path == ("pools",) or path == ("variables",):
+                if path in {("name",), ("pools",), ("variables",)}:
                     continue
                 key = ".".join(p.replace("_", "-") for p in path)
                 env = "OXEO_FLOWS_" + "__".join(p.upper() for p in path)

@@ -58,7 +58,7 @@ def _unwrap(annotation: Any) -> list[Any]:
 
 
 def _model_at(root: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """Walk ``loc`` through nested models, dicts and lists; return the model that owns the last key."""
+    """Walk ``loc`` through nested models, dicts and lists; return the model owning the last key."""
     current: Any = root
     for part in loc:
         candidates = _unwrap(current)
@@ -119,7 +119,7 @@ def format_validation_error(
     """
     lines = [f"Invalid configuration in {where}:"]
     for err in exc.errors(include_url=False):
-        loc = tuple(str(p) for p in err["loc"])
+        loc: tuple[str, ...] = tuple(str(p) for p in err["loc"])
         # Tagged unions add the tag as a loc element; hide it.
         loc = tuple(p for p in loc if p not in {"vertex-ai", "docker", "process"} or p == loc[-1])
         key = ".".join(kebab(p) for p in loc) or "(top level)"
@@ -133,7 +133,7 @@ def format_validation_error(
             msg = f"unknown key ({hint}).{known}"
         elif err["type"] == "missing":
             msg = "is required but missing"
-        origin = origin_of(tuple(err["loc"])) if origin_of else None
+        origin = origin_of(tuple(str(p) for p in err["loc"])) if origin_of else None
         src = f" [from {origin}]" if origin else ""
         lines.append(f"  - {prefix}{key}: {msg}{src}")
     return "\n".join(lines)

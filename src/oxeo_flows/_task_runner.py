@@ -40,6 +40,9 @@ def _settings_on_worker(key: str, data: dict[str, Any]) -> SettingsContext:
             _worker_settings.move_to_end(key)
             return cached
     ctx = SettingsContext(**data) if data else SettingsContext.get()
+    if ctx is None:  # pragma: no cover - Prefect always has a global settings context
+        msg = "no Prefect settings context on this Dask worker"
+        raise RuntimeError(msg)
     with _worker_lock:
         _worker_settings[key] = ctx
         while len(_worker_settings) > _WORKER_CACHE_SIZE:
@@ -60,7 +63,7 @@ def run_task_on_worker(
     ctx = _settings_on_worker(oxeo_settings_key, oxeo_settings)
     with ctx.model_copy():
         if task.isasync:
-            return asyncio.run(run_task_async(task=task, **kwargs))  # type: ignore[arg-type]
+            return asyncio.run(run_task_async(task=task, **kwargs))
         return run_task_sync(task=task, **kwargs)
 
 
@@ -113,7 +116,9 @@ def _build_runner_class() -> type[Any]:
     from prefect.utilities.engine import collect_task_run_inputs_sync
     from prefect_dask.task_runners import PrefectDaskFuture
 
-    class FastSubmitDaskTaskRunner(prefect_dask.DaskTaskRunner):  # type: ignore[misc]
+    base: Any = prefect_dask.DaskTaskRunner
+
+    class FastSubmitDaskTaskRunner(base):  # type: ignore[misc]
         """`prefect_dask.DaskTaskRunner` with cheaper task submission (see module docs)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -5,7 +5,7 @@ Google Cloud, AWS or Dask are translated at the adapter that talks to them (with
 ``raise ... from exc``), so callers only ever need to catch these types::
 
     OxeoFlowsError
-    ├── ConfigError (also ValueError)          bad stack / spec / argument; names the key and the fix
+    ├── ConfigError (also ValueError)          bad stack, spec or argument; names key and fix
     ├── MissingExtraError (also ImportError)   an optional dependency is not installed
     ├── SecretError
     │   ├── SecretNotFoundError (also KeyError)   no source has the secret

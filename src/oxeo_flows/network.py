@@ -97,8 +97,8 @@ class GcpNetwork(Model):
     Attributes:
         project: Project id where jobs and VMs run, e.g. ``oxeo-main``.
         project_number: Number of ``project`` (digits). Vertex AI addresses networks by number.
-        network: VPC network name, e.g. ``dask``. A full ``projects/<NUMBER>/global/networks/<NAME>``
-            path is also accepted and split into its parts.
+        network: VPC network name, e.g. ``dask``. A full
+            ``projects/<NUMBER>/global/networks/<NAME>`` path is also accepted and split.
         subnetwork: Subnetwork name in ``region`` (Dask VMs are placed there).
         region: Region of the subnetwork and of Vertex jobs, e.g. ``europe-west4``.
         reserved_ip_ranges: Names of the private-services-access ranges Vertex may use.
@@ -136,7 +136,11 @@ class GcpNetwork(Model):
             data = dict(data)
             data["network"] = m.group("name")
             number = m.group("project")
-            target = "host_project_number" if data.get("host_project") or data.get("host-project") else "project_number"
+            target = (
+                "host_project_number"
+                if data.get("host_project") or data.get("host-project")
+                else "project_number"
+            )
             alias = target.replace("_", "-")
             given = data.get(target, data.get(alias))
             if given is not None and str(given) != number:
@@ -224,7 +228,9 @@ class GcpNetwork(Model):
         """``projects/<ID>/regions/<REGION>/subnetworks/<NAME>``, or None without a subnetwork."""
         if not self.subnetwork:
             return None
-        return f"projects/{self.network_project}/regions/{self.region}/subnetworks/{self.subnetwork}"
+        return (
+            f"projects/{self.network_project}/regions/{self.region}/subnetworks/{self.subnetwork}"
+        )
 
 
 class AwsNetwork(Model):

@@ -16,7 +16,11 @@ Each step is loaded on first use, so importing this module is cheap.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oxeo_flows.git import git_clone_ssh
+    from oxeo_flows.s3 import pull_code
 
 # step name -> module that defines it
 _STEPS: dict[str, str] = {
@@ -24,7 +28,7 @@ _STEPS: dict[str, str] = {
     "pull_code": "oxeo_flows.s3",
 }
 
-__all__ = sorted(_STEPS)
+__all__ = ["git_clone_ssh", "pull_code"]
 
 
 def __getattr__(name: str) -> Any:

@@ -45,10 +45,10 @@ def _run(example: Path, output: Path, tiles: int) -> dict[str, Any]:
         PREFECT_SERVER_ANALYTICS_ENABLED: False,
     }
     with temporary_settings(updates=updates):
-        pipeline = load_flow_from_entrypoint(f"{example / 'flows' / 'pipeline.py'}:pipeline")
+        pipeline: Any = load_flow_from_entrypoint(f"{example / 'flows' / 'pipeline.py'}:pipeline")
         tile_ids = pipeline.fn.__globals__["default_tiles"](tiles)
         started = time.perf_counter()
-        state = pipeline(tiles=tile_ids, output_dir=str(output), return_state=True)
+        state: Any = pipeline(tiles=tile_ids, output_dir=str(output), return_state=True)
         wall = time.perf_counter() - started
         flow_run_id = state.state_details.flow_run_id
         with get_client(sync_client=True) as client:
@@ -94,7 +94,9 @@ def demo(
     console.print()
     console.print(f"[bold]flow run[/]     {summary['flow_run']}")
     console.print(f"[bold]final state[/]  [{colour}]{summary['state']}[/]")
-    console.print(f"[bold]tasks[/]        {summary['completed_tasks']}/{summary['tasks']} completed")
+    console.print(
+        f"[bold]tasks[/]        {summary['completed_tasks']}/{summary['tasks']} completed"
+    )
     console.print(f"[bold]wall time[/]    {summary['wall']:.1f} s")
     console.print(f"[bold]outputs[/]      {output} (summary.json, tiles/*.json)")
     if summary["failed"]:
