@@ -7,7 +7,7 @@ Prints:
 3. cold lookup (cache cleared, client warm) vs the raw SDK call `access_secret_version`
    (target <= 1.1x).
 
-Run: python benchmarks/secrets.py
+Run: python benchmarks/secret_lookup.py
 """
 
 from __future__ import annotations
