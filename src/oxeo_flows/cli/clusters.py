@@ -1,0 +1,97 @@
+"""``oxeo-flows clusters``: list and clean up Dask VMs left behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import typer
+from rich.table import Table
+
+from oxeo_flows.cli._common import console, friendly_errors
+
+app = typer.Typer(help="List and clean up Dask cluster VMs (GCE, EC2).", no_args_is_help=True)
+
+_STACK = typer.Option(None, "--stack", "-s", help="Stack name (default: active).")
+_CLOUD = typer.Option(
+    None, "--cloud", help="gcp or ec2 (repeatable; default: what the stack configures)."
+)
+_OLDER = typer.Option(None, "--older-than", help="Only VMs at least this old, e.g. 30m, 2h, 1d.")
+_CLUSTER = typer.Option(None, "--cluster", help="Only VMs of this cluster name.")
+
+
+def _table(vms: list, title: str) -> Table:  # type: ignore[type-arg]
+    table = Table(title=title, title_justify="left")
+    for col in ("cloud", "cluster", "name", "id", "location", "state", "age", "flow run"):
+        table.add_column(col)
+    for vm in vms:
+        age = vm.age()
+        shown = "?" if age is None else f"{int(age.total_seconds() // 60)}m"
+        table.add_row(
+            vm.cloud, vm.cluster, vm.name, vm.id, vm.location, vm.state, shown, vm.flow_run
+        )
+    return table
+
+
+@app.command("list")
+def list_(
+    stack: str | None = _STACK,
+    cloud: list[str] | None = _CLOUD,
+    older_than: str | None = _OLDER,
+    cluster: str | None = _CLUSTER,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List live VMs of oxeo-flows Dask clusters (found by their labels / tags)."""
+    from oxeo_flows.clusters.cleanup import list_cluster_vms, parse_age
+
+    with friendly_errors():
+        vms = list_cluster_vms(
+            stack,
+            clouds=cloud or None,
+            older_than=parse_age(older_than) if older_than else None,
+            cluster=cluster,
+        )
+    if as_json:
+        rows = [
+            {**dataclasses.asdict(vm), "created": vm.created.isoformat() if vm.created else None}
+            for vm in vms
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not vms:
+        console.print("No Dask cluster VMs found.")
+        return
+    console.print(_table(vms, f"{len(vms)} Dask cluster VM(s)"))
+
+
+@app.command("cleanup")
+def cleanup(  # noqa: PLR0917 - typer maps parameters to options
+    stack: str | None = _STACK,
+    cloud: list[str] | None = _CLOUD,
+    older_than: str | None = _OLDER,
+    cluster: str | None = _CLUSTER,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted."),
+) -> None:
+    """Delete (GCE) / terminate (EC2) leftover Dask cluster VMs."""
+    from oxeo_flows.clusters.cleanup import delete_cluster_vms, list_cluster_vms, parse_age
+
+    with friendly_errors():
+        vms = list_cluster_vms(
+            stack,
+            clouds=cloud or None,
+            older_than=parse_age(older_than) if older_than else None,
+            cluster=cluster,
+        )
+        if not vms:
+            console.print("No Dask cluster VMs found; nothing to delete.")
+            return
+        console.print(_table(vms, f"{len(vms)} Dask cluster VM(s) to delete"))
+        if dry_run:
+            console.print("Dry run: nothing deleted.")
+            return
+        if not yes and not typer.confirm(f"Delete these {len(vms)} VM(s)?", default=False):
+            console.print("Aborted: nothing deleted.")
+            raise typer.Exit(1)
+        delete_cluster_vms(vms, stack=stack)
+    console.print(f"Deleted {len(vms)} VM(s): {', '.join(vm.id for vm in vms)}")

@@ -1,0 +1,287 @@
+"""What our GCE and EC2 clusters add to dask-cloudprovider's ``VMCluster``.
+
+dask-cloudprovider waits for the scheduler with a blocking connect in an endless loop, polls
+for a VM to be RUNNING without a timeout, sets TLS certificates in the process-wide dask
+config, and mutates its global label config. The mixins here are placed before the provider's
+classes (``class OurCluster(VMClusterMixin, GCPCluster)``) and replace exactly those parts:
+
+- the whole start (VM creation + scheduler reachable + first workers) runs under one deadline;
+  on expiry every VM we created is deleted (by object, then by label) and `ClusterStartTimeout`
+  is raised with the address dialed and a checklist;
+- the scheduler wait is a non-blocking connect, attempt by attempt;
+- TLS material for the VMs is serialised into their own cloud-init environment only;
+- provider config is read from a private copy (scoped ``dask.config.set``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from oxeo_flows.clusters._deadline import Deadline, scheduler_timeout_message
+from oxeo_flows.errors import ClusterStartTimeout
+
+__all__ = [
+    "ClusterPlan",
+    "InheritEnvMixin",
+    "SchedulerWaitMixin",
+    "VMClusterMixin",
+    "cluster_labels",
+    "current_flow_run_id",
+    "new_cluster_name",
+    "tcp_probe",
+]
+
+logger = logging.getLogger("oxeo_flows.clusters")
+
+Probe = Callable[[str, int], Awaitable[bool]]
+
+
+async def tcp_probe(host: str, port: int) -> bool:
+    """Whether a TCP connection to ``host:port`` opens (non-blocking, for the event loop)."""
+    try:
+        _reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+@dataclass
+class ClusterPlan:
+    """What a VM cluster needs beyond the provider's own arguments."""
+
+    name: str
+    cloud: str
+    start_timeout: float
+    labels: dict[str, str]
+    network: str
+    zone: str | None = None
+    region: str | None = None
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    remote_config: dict[str, Any] = field(default_factory=dict)
+    probe: Probe | None = None
+
+
+class VMClusterMixin:
+    """Deadline, cleanup and config isolation for a dask-cloudprovider ``VMCluster``."""
+
+    _plan: ClusterPlan
+    _deadline: Deadline
+    _oxeo_starting: bool
+    _oxeo_dialed: str | None
+    _oxeo_vm: str | None
+    _oxeo_inherit: str
+    status: Any
+
+    def __init__(self, *, plan: ClusterPlan, **kwargs: Any) -> None:
+        import dask.config
+        from dask_cloudprovider.utils.config_helper import prune_defaults
+
+        self._plan = plan
+        self._deadline = Deadline(plan.start_timeout)
+        self._oxeo_starting = True
+        self._oxeo_dialed = None
+        self._oxeo_vm = None
+        section = f"cloudprovider.{plan.cloud}"
+        private = copy.deepcopy(dask.config.get(section, {}))
+        dask.config.set(plan.config_overrides, config=private)
+        # What the VMs inherit: the user's non-default config plus the cluster's TLS material,
+        # computed on a copy so nothing reaches this process's config.
+        shipped = prune_defaults(
+            copy.deepcopy(dask.config.global_config), dask.config.merge(*dask.config.defaults)
+        )
+        dask.config.set(plan.remote_config, config=shipped)
+        self._oxeo_inherit = dask.config.serialize(shipped)
+        try:
+            with dask.config.set({section: private}):
+                super().__init__(**kwargs)
+        except BaseException:
+            # A start that failed or was interrupted (SIGTERM) must not leave VMs behind.
+            self._oxeo_emergency_cleanup()
+            raise
+        self._oxeo_starting = False
+
+    # -- set_env: what each VM inherits --------------------------------------------------------
+
+    def _oxeo_set_env(self) -> str:
+        return f'env DASK_INTERNAL_INHERIT_CONFIG="{self._oxeo_inherit}"'
+
+    # -- deadline ------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        try:
+            await asyncio.wait_for(super()._start(), max(self._deadline.remaining(), 0.001))  # type: ignore[misc]
+        except TimeoutError as exc:
+            await self._oxeo_abort()
+            raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
+
+    async def _correct_state_internal(self) -> None:
+        parent = super()._correct_state_internal  # type: ignore[misc]
+        if not self._oxeo_starting:
+            await parent()
+            return
+        try:
+            await asyncio.wait_for(parent(), max(self._deadline.remaining(), 0.001))
+        except TimeoutError as exc:
+            await self._oxeo_abort()
+            raise ClusterStartTimeout(self._oxeo_timeout_message(workers=True)) from exc
+
+    def _oxeo_timeout_message(self, *, workers: bool = False) -> str:
+        plan = self._plan
+        hint = (
+            f"Cluster {plan.name!r} ({plan.cloud}, network {plan.network}); "
+            "every VM it created has been deleted."
+        )
+        if workers:
+            hint = "The scheduler answered but the first workers did not start in time. " + hint
+        address = self._oxeo_dialed or "(no address yet: the scheduler VM was not RUNNING)"
+        cause = "" if self._oxeo_dialed else "VM creation did not finish"
+        return scheduler_timeout_message(
+            address,
+            timeout=plan.start_timeout,
+            cause=cause,
+            hint=hint,
+            cloud=plan.cloud,
+            vm=self._oxeo_vm,
+            zone=plan.zone,
+            region=plan.region,
+        )
+
+    # -- cleanup -------------------------------------------------------------------------------
+
+    async def _oxeo_abort(self) -> None:
+        """Delete every VM of this cluster: by object first, then by label."""
+        from distributed.core import Status
+
+        self.status = Status.failed
+        instances = [getattr(self, "scheduler", None), *getattr(self, "workers", {}).values()]
+        for inst in instances:
+            if inst is None or not hasattr(inst, "close"):
+                continue
+            try:
+                await asyncio.wait_for(inst.close(), 60)
+            except Exception as exc:
+                logger.debug("closing %s failed: %s", getattr(inst, "name", inst), exc)
+        sweep = getattr(self, "_oxeo_sweep", None)
+        if sweep is not None:
+            try:
+                deleted = await asyncio.wait_for(sweep(), 120)
+            except Exception as exc:
+                logger.warning(
+                    "Could not sweep VMs labelled with cluster %r: %s; run "
+                    "`oxeo-flows clusters cleanup`",
+                    self._plan.name,
+                    exc,
+                )
+            else:
+                if deleted:
+                    logger.info("Deleted leftover VMs of %s: %s", self._plan.name, deleted)
+        self.status = Status.closed
+
+    def _oxeo_emergency_cleanup(self) -> None:
+        from distributed.core import Status
+
+        loop_runner = getattr(self, "_loop_runner", None)
+        try:
+            if getattr(self, "status", None) != Status.closed and loop_runner is not None:
+                self.sync(self._oxeo_abort)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            logger.warning("Cleanup of cluster %r failed: %s", self._plan.name, exc)
+        finally:
+            if loop_runner is not None:
+                with contextlib.suppress(Exception):
+                    loop_runner.stop()
+
+
+class InheritEnvMixin:
+    """A VM whose cloud-init inherits the cluster's private dask config (TLS included)."""
+
+    cluster: Any
+    set_env: str
+    command: str | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        new = self.cluster._oxeo_set_env()
+        old = self.set_env
+        self.set_env = new
+        if isinstance(self.command, str):
+            self.command = self.command.replace(old, new, 1)
+
+
+class SchedulerWaitMixin:
+    """A scheduler VM whose wait is non-blocking and bounded by the cluster's deadline."""
+
+    cluster: Any
+    address: str | None
+
+    async def wait_for_scheduler(self) -> None:
+        from oxeo_flows.clusters.address import parse_address
+
+        address = getattr(self, "external_address", None) or self.address
+        assert address is not None
+        _scheme, host, port = parse_address(address)
+        cluster = self.cluster
+        cluster._oxeo_dialed = address
+        instance = getattr(self, "instance", None)
+        cluster._oxeo_vm = (
+            instance.get("InstanceId")
+            if isinstance(instance, dict)
+            else getattr(self, "name", None)
+        )
+        probe = cluster._plan.probe or tcp_probe
+        cluster._log(
+            f"Waiting for scheduler at {address} (deadline {cluster._plan.start_timeout:g} s)"
+        )
+        while True:
+            remaining = cluster._deadline.remaining()
+            try:
+                ok = await asyncio.wait_for(probe(host, port), max(0.001, min(remaining, 10.0)))
+            except TimeoutError:
+                ok = False
+            if ok:
+                cluster._log("Scheduler is running")
+                return
+            # The cluster's own deadline (asyncio.wait_for in _start) cancels this loop.
+            await asyncio.sleep(0.5)
+
+
+LABEL_CLUSTER = "oxeo-flows-cluster"
+LABEL_FLOW_RUN = "oxeo-flows-flow-run"
+LABEL_STACK = "oxeo-flows-stack"
+TAG_PREFIX = "oxeo-flows:"
+
+
+def new_cluster_name() -> str:
+    """A fresh cluster name, valid as a GCE label value and an EC2 tag value."""
+    import secrets
+
+    return f"oxeo-{secrets.token_hex(4)}"
+
+
+def current_flow_run_id() -> str | None:
+    """The id of the flow run this code runs in, if any."""
+    try:
+        from prefect.context import FlowRunContext
+    except ImportError:  # pragma: no cover - prefect is a hard dependency
+        return None
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None
+    return str(ctx.flow_run.id)
+
+
+def cluster_labels(name: str, flow_run_id: str | None, stack: str | None = None) -> dict[str, str]:
+    """The labels every VM of a cluster carries (GCE spelling; EC2 tags use ``oxeo-flows:``)."""
+    labels = {LABEL_CLUSTER: name, LABEL_FLOW_RUN: (flow_run_id or "none").lower()}
+    if stack:
+        labels[LABEL_STACK] = stack.lower()[:63]
+    return labels

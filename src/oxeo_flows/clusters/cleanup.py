@@ -1,0 +1,276 @@
+"""Find and delete Dask VMs left behind, by the labels (GCE) and tags (EC2) every one carries.
+
+A cluster is closed when its flow run ends; a process killed with SIGKILL, a lost machine or
+a crashed runner can still leave VMs running. They carry ``oxeo-flows-cluster`` (GCE label) or
+``oxeo-flows:cluster`` (EC2 tag) with the cluster name, and the flow run id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from oxeo_flows._extras import require
+from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN
+from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN
+from oxeo_flows.errors import ClusterError, ConfigError
+from oxeo_flows.stack import Stack, load_stack
+
+__all__ = ["ClusterVM", "delete_cluster_vms", "list_cluster_vms", "parse_age"]
+
+_AGE = re.compile(r"^\s*(?P<n>[0-9]+(\.[0-9]+)?)\s*(?P<unit>s|m|h|d|w)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LIVE_EC2 = ["pending", "running", "stopping", "stopped"]
+
+
+@dataclass(frozen=True)
+class ClusterVM:
+    """One VM of an oxeo-flows Dask cluster."""
+
+    cloud: str
+    id: str
+    name: str
+    location: str
+    cluster: str
+    flow_run: str
+    created: dt.datetime | None
+    state: str
+
+    def age(self, now: dt.datetime | None = None) -> dt.timedelta | None:
+        """Time since the VM was created."""
+        if self.created is None:
+            return None
+        return (now or dt.datetime.now(dt.UTC)) - self.created
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """Parse ``90``, ``30m``, ``2h``, ``1d``, ``1w`` into a duration.
+
+    Raises:
+        ConfigError: The text is not a duration.
+    """
+    match = _AGE.match(text)
+    if not match:
+        msg = f"{text!r} is not a duration; use e.g. 30m, 2h, 1d (s, m, h, d, w)"
+        raise ConfigError(msg)
+    return dt.timedelta(seconds=float(match.group("n")) * _UNITS[match.group("unit") or "s"])
+
+
+def _clouds(stack: Stack, clouds: list[str] | None) -> list[str]:
+    if clouds:
+        for cloud in clouds:
+            if cloud not in ("gcp", "ec2"):
+                msg = f"unknown cloud {cloud!r}; use gcp or ec2"
+                raise ConfigError(msg)
+        return clouds
+    found = []
+    if stack.gcp.project:
+        found.append("gcp")
+    if stack.aws.region:
+        found.append("ec2")
+    if not found:
+        msg = (
+            f"stack {stack.name!r} has neither gcp.project nor aws.region, so there is nowhere "
+            "to look for Dask VMs; choose a stack with --stack or set one of them"
+        )
+        raise ConfigError(msg)
+    return found
+
+
+# ----------------------------------------------------------------------------- GCE
+
+
+def _compute(stack: Stack) -> Any:
+    discovery = require("googleapiclient.discovery", "dask")
+    endpoint = stack.gcp.endpoints.compute
+    kwargs: dict[str, Any] = {"cache_discovery": False}
+    if endpoint:
+        # googleapiclient replaces the whole base URL; accept a bare host as well.
+        base = endpoint if "://" in endpoint else f"https://{endpoint}"
+        if base.rstrip("/").count("/") <= 2:
+            base = base.rstrip("/") + "/compute/v1/"
+        kwargs["client_options"] = {"api_endpoint": base}
+        host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
+        if host in ("127.0.0.1", "localhost", "::1"):
+            credentials = require("google.auth.credentials", "dask").AnonymousCredentials()
+            kwargs["credentials"] = credentials
+    try:
+        return discovery.build("compute", "v1", **kwargs)
+    except Exception as exc:
+        msg = (
+            f"cannot create a Compute Engine client for project {stack.gcp.project!r}: {exc}. "
+            "Log in with `gcloud auth application-default login` or set "
+            "GOOGLE_APPLICATION_CREDENTIALS."
+        )
+        raise ClusterError(msg) from exc
+
+
+def _gce_list(stack: Stack) -> list[ClusterVM]:
+    project = stack.gcp.project
+    if not project:
+        msg = "gcp.project is not set"
+        raise ConfigError(msg)
+    compute = _compute(stack)
+    out: list[ClusterVM] = []
+    request = compute.instances().aggregatedList(
+        project=project, filter=f"labels.{LABEL_CLUSTER}:*"
+    )
+    while request is not None:
+        try:
+            page = request.execute()
+        except Exception as exc:
+            msg = f"listing GCE instances of project {project!r} failed: {exc}"
+            raise ClusterError(msg) from exc
+        for scope, items in (page.get("items") or {}).items():
+            for inst in items.get("instances", []) or []:
+                labels = inst.get("labels", {})
+                if LABEL_CLUSTER not in labels:
+                    continue
+                created = inst.get("creationTimestamp")
+                out.append(
+                    ClusterVM(
+                        cloud="gcp",
+                        id=str(inst.get("id", inst["name"])),
+                        name=inst["name"],
+                        location=inst.get("zone", scope).rsplit("/", 1)[-1],
+                        cluster=labels[LABEL_CLUSTER],
+                        flow_run=labels.get(LABEL_FLOW_RUN, ""),
+                        created=dt.datetime.fromisoformat(created) if created else None,
+                        state=inst.get("status", "?"),
+                    )
+                )
+        request = compute.instances().aggregatedList_next(request, page)
+    return out
+
+
+def _gce_delete(stack: Stack, vms: list[ClusterVM]) -> None:
+    if not vms:
+        return
+    compute = _compute(stack)
+    for vm in vms:
+        try:
+            compute.instances().delete(
+                project=stack.gcp.project, zone=vm.location, instance=vm.name
+            ).execute()
+        except Exception as exc:
+            msg = f"deleting GCE instance {vm.name} ({vm.location}) failed: {exc}"
+            raise ClusterError(msg) from exc
+
+
+# ----------------------------------------------------------------------------- EC2
+
+
+def _ec2(stack: Stack) -> Any:
+    boto3 = require("boto3", "aws")
+    endpoint = stack.aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    session = (
+        boto3.Session(profile_name=stack.aws.profile) if stack.aws.profile else boto3.Session()
+    )
+    return session.client("ec2", region_name=stack.aws.region, endpoint_url=endpoint)
+
+
+def _ec2_list(stack: Stack) -> list[ClusterVM]:
+    client = _ec2(stack)
+    out: list[ClusterVM] = []
+    try:
+        pages = client.get_paginator("describe_instances").paginate(
+            Filters=[
+                {"Name": "tag-key", "Values": [TAG_CLUSTER]},
+                {"Name": "instance-state-name", "Values": _LIVE_EC2},
+            ]
+        )
+        for page in pages:
+            for res in page.get("Reservations", []):
+                for inst in res.get("Instances", []):
+                    tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+                    launched = inst.get("LaunchTime")
+                    out.append(
+                        ClusterVM(
+                            cloud="ec2",
+                            id=inst["InstanceId"],
+                            name=tags.get("Name", inst["InstanceId"]),
+                            location=inst.get("Placement", {}).get(
+                                "AvailabilityZone", stack.aws.region or ""
+                            ),
+                            cluster=tags.get(TAG_CLUSTER, ""),
+                            flow_run=tags.get(TAG_FLOW_RUN, ""),
+                            created=launched if isinstance(launched, dt.datetime) else None,
+                            state=inst.get("State", {}).get("Name", "?"),
+                        )
+                    )
+    except Exception as exc:
+        if isinstance(exc, ClusterError):
+            raise
+        msg = f"listing EC2 instances in {stack.aws.region} failed: {exc}"
+        raise ClusterError(msg) from exc
+    return out
+
+
+def _ec2_delete(stack: Stack, vms: list[ClusterVM]) -> None:
+    if not vms:
+        return
+    client = _ec2(stack)
+    try:
+        client.terminate_instances(InstanceIds=[vm.id for vm in vms])
+    except Exception as exc:
+        msg = f"terminating EC2 instances {[vm.id for vm in vms]} failed: {exc}"
+        raise ClusterError(msg) from exc
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def list_cluster_vms(
+    stack: Stack | str | None = None,
+    *,
+    clouds: list[str] | None = None,
+    older_than: dt.timedelta | None = None,
+    cluster: str | None = None,
+) -> list[ClusterVM]:
+    """VMs of oxeo-flows Dask clusters that are still alive.
+
+    Args:
+        stack: A `Stack` or stack name (default: the active stack); its ``gcp.project`` and
+            ``aws.region`` (and endpoints) say where to look.
+        clouds: ``["gcp"]``, ``["ec2"]`` or both (default: those the stack configures).
+        older_than: Only VMs created at least this long ago.
+        cluster: Only VMs of this cluster.
+
+    Returns:
+        The VMs, oldest first.
+
+    Raises:
+        ConfigError: Nowhere to look.
+        ClusterError: A cloud API call failed.
+    """
+    resolved = stack if isinstance(stack, Stack) else load_stack(stack)
+    vms: list[ClusterVM] = []
+    for cloud in _clouds(resolved, clouds):
+        vms.extend(_gce_list(resolved) if cloud == "gcp" else _ec2_list(resolved))
+    now = dt.datetime.now(dt.UTC)
+    if older_than is not None:
+        vms = [vm for vm in vms if (vm.age(now) or dt.timedelta.max) >= older_than]
+    if cluster is not None:
+        vms = [vm for vm in vms if vm.cluster == cluster]
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return sorted(vms, key=lambda vm: vm.created or far)
+
+
+def delete_cluster_vms(
+    vms: list[ClusterVM], *, stack: Stack | str | None = None
+) -> list[ClusterVM]:
+    """Delete (GCE) or terminate (EC2) the given VMs.
+
+    Returns:
+        The VMs asked to be deleted.
+
+    Raises:
+        ClusterError: A cloud API call failed.
+    """
+    resolved = stack if isinstance(stack, Stack) else load_stack(stack)
+    _gce_delete(resolved, [vm for vm in vms if vm.cloud == "gcp"])
+    _ec2_delete(resolved, [vm for vm in vms if vm.cloud == "ec2"])
+    return vms

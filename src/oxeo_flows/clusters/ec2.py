@@ -1,0 +1,253 @@
+"""The ``ec2`` backend: an ephemeral Dask cluster on private EC2 instances (dask-cloudprovider).
+
+`ec2_cluster` is the module-level cluster factory that `dask_runner` hands to Prefect.
+Private by default (``use_private_ip=True``), in an explicit subnet with explicit security
+groups (dask-cloudprovider's default-group path is broken and would open 8786-8787 to the
+world), TLS with per-cluster certificates, every instance tagged with the cluster name and the
+flow run id, and a start deadline after which every instance is terminated.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from oxeo_flows._extras import require
+from oxeo_flows.clusters._vm import (
+    TAG_PREFIX,
+    ClusterPlan,
+    InheritEnvMixin,
+    Probe,
+    SchedulerWaitMixin,
+    VMClusterMixin,
+    current_flow_run_id,
+    new_cluster_name,
+)
+
+if TYPE_CHECKING:
+    from dask_cloudprovider.aws import EC2Cluster
+
+__all__ = ["TAG_CLUSTER", "TAG_FLOW_RUN", "ec2_cluster", "ec2_cluster_class", "ec2_tags"]
+
+TAG_CLUSTER = TAG_PREFIX + "cluster"
+TAG_FLOW_RUN = TAG_PREFIX + "flow-run"
+TAG_STACK = TAG_PREFIX + "stack"
+_LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+
+_CLASSES: dict[str, type[Any]] = {}
+
+
+class _EndpointSession:
+    """An aiobotocore session whose clients use a given endpoint (moto, VPC endpoints)."""
+
+    def __init__(self, session: Any, endpoint_url: str | None) -> None:
+        self._session = session
+        self._endpoint_url = endpoint_url
+
+    def create_client(self, *args: Any, **kwargs: Any) -> Any:
+        if self._endpoint_url and "endpoint_url" not in kwargs:
+            kwargs["endpoint_url"] = self._endpoint_url
+        return self._session.create_client(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def ec2_tags(name: str, flow_run_id: str | None, stack: str | None = None) -> dict[str, str]:
+    """The tags every instance of a cluster carries."""
+    tags = {TAG_CLUSTER: name, TAG_FLOW_RUN: flow_run_id or "none", "Name": f"{name}-dask"}
+    if stack:
+        tags[TAG_STACK] = stack
+    return tags
+
+
+def ec2_cluster_class() -> type[Any]:
+    """Our ``EC2Cluster`` subclass (built on first use, so importing this module is cheap)."""
+    if "cluster" in _CLASSES:
+        return _CLASSES["cluster"]
+    ec2 = require("dask_cloudprovider.aws.ec2", "dask")
+
+    class OxeoEC2Scheduler(InheritEnvMixin, SchedulerWaitMixin, ec2.EC2Scheduler):  # type: ignore[misc,name-defined]
+        """A scheduler instance with a bounded, non-blocking wait."""
+
+    class OxeoEC2Worker(InheritEnvMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
+        """A worker instance inheriting the cluster's private config."""
+
+    class OxeoEC2Cluster(VMClusterMixin, ec2.EC2Cluster):  # type: ignore[misc,name-defined]
+        """``EC2Cluster`` with a start deadline, cleanup by tag and no global config changes."""
+
+        def __init__(
+            self, *, boto_session: Any = None, endpoint_url: str | None = None, **kwargs: Any
+        ) -> None:
+            if boto_session is None:
+                boto_session = require("aiobotocore.session", "dask").get_session()
+            self._oxeo_session = _EndpointSession(boto_session, endpoint_url)
+            super().__init__(**kwargs)
+
+        @property
+        def boto_session(self) -> Any:
+            return self._oxeo_session
+
+        @boto_session.setter
+        def boto_session(self, value: Any) -> None:
+            pass  # EC2Cluster creates its own session; keep ours (endpoint, event hooks).
+
+        @property
+        def scheduler_class(self) -> type[Any]:
+            return OxeoEC2Scheduler
+
+        @scheduler_class.setter
+        def scheduler_class(self, value: Any) -> None:
+            pass
+
+        @property
+        def worker_class(self) -> type[Any]:
+            return OxeoEC2Worker
+
+        @worker_class.setter
+        def worker_class(self, value: Any) -> None:
+            pass
+
+        async def _oxeo_sweep(self) -> list[str]:
+            async with self.boto_session.create_client("ec2", region_name=self.region) as client:
+                found = await client.describe_instances(
+                    Filters=[
+                        {"Name": f"tag:{TAG_CLUSTER}", "Values": [self._plan.name]},
+                        {"Name": "instance-state-name", "Values": _LIVE_STATES},
+                    ]
+                )
+                ids = [
+                    inst["InstanceId"]
+                    for res in found.get("Reservations", [])
+                    for inst in res.get("Instances", [])
+                ]
+                if ids:
+                    await client.terminate_instances(InstanceIds=ids)
+                return ids
+
+    for cls in (OxeoEC2Scheduler, OxeoEC2Worker, OxeoEC2Cluster):
+        cls.__module__ = __name__
+    _CLASSES["cluster"] = OxeoEC2Cluster
+    return OxeoEC2Cluster
+
+
+def ec2_cluster(
+    *,
+    region: str,
+    subnet: str,
+    security_groups: list[str] | tuple[str, ...],
+    vpc: str | None = None,
+    ami: str | None = None,
+    scheduler_instance_type: str = "t3.medium",
+    worker_instance_type: str = "t3.large",
+    n_workers: int = 0,
+    spot: bool = False,
+    iam_instance_profile: str | None = None,
+    docker_image: str | None = None,
+    key_name: str | None = None,
+    public_ip: bool = False,
+    volume_size_gb: int | None = None,
+    bootstrap: bool = True,
+    availability_zone: str | None = None,
+    tags: dict[str, str] | None = None,
+    tls: bool = True,
+    start_timeout: float = 600.0,
+    cluster_name: str | None = None,
+    flow_run_id: str | None = None,
+    stack_name: str | None = None,
+    endpoint_url: str | None = None,
+    boto_session: Any = None,
+    probe: Probe | None = None,
+    **kwargs: Any,
+) -> EC2Cluster:
+    """Start a private Dask cluster on EC2 instances, within ``start_timeout`` seconds.
+
+    Args:
+        region: AWS region.
+        subnet: Subnet id the instances are placed in (required).
+        security_groups: Security group ids (required; they must allow tcp 8786-8787 from the
+            client and all tcp between the cluster's instances).
+        vpc: VPC id (for messages and checks).
+        ami: AMI id (default: dask-cloudprovider's Ubuntu lookup).
+        scheduler_instance_type: Instance type of the scheduler.
+        worker_instance_type: Instance type of the workers.
+        n_workers: Workers to start with.
+        spot: Spot worker instances.
+        iam_instance_profile: Instance profile name or ARN.
+        docker_image: Image the instances run.
+        key_name: SSH key pair name.
+        public_ip: Give instances public IPs (not recommended).
+        volume_size_gb: Root volume size.
+        bootstrap: Install Docker at boot.
+        availability_zone: Availability zone.
+        tags: Extra tags.
+        tls: Encrypt with per-cluster temporary certificates.
+        start_timeout: Deadline for instance creation + scheduler reachable + first workers.
+        cluster_name: Name used in tags (default: a fresh ``oxeo-XXXXXXXX``).
+        flow_run_id: Flow run id for the tags (default: the current flow run).
+        stack_name: Stack name for the tags.
+        endpoint_url: EC2 endpoint (default ``AWS_ENDPOINT_URL``).
+        boto_session: An ``aiobotocore`` session to use (e.g. with event hooks).
+        probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
+        **kwargs: Passed to ``dask_cloudprovider.aws.EC2Cluster``.
+
+    Returns:
+        The running cluster.
+
+    Raises:
+        ClusterStartTimeout: Not reachable in time; every instance has been terminated.
+    """
+    name = cluster_name or new_cluster_name()
+    all_tags = {**(tags or {}), **ec2_tags(name, flow_run_id or current_flow_run_id(), stack_name)}
+    remote: dict[str, Any] = {}
+    security: Any = False
+    if tls:
+        from oxeo_flows.clusters.tls import temporary_security
+
+        security, remote = temporary_security()
+    plan = ClusterPlan(
+        name=name,
+        cloud="ec2",
+        start_timeout=start_timeout,
+        labels=all_tags,
+        network=(
+            f"vpc {vpc or '?'} / subnet {subnet} / security groups {', '.join(security_groups)}"
+        ),
+        region=region,
+        remote_config=remote,
+        probe=probe,
+    )
+    options: dict[str, Any] = {
+        "region": region,
+        "subnet_id": subnet,
+        "security_groups": list(security_groups),
+        "scheduler_instance_type": scheduler_instance_type,
+        "worker_instance_type": worker_instance_type,
+        "n_workers": n_workers,
+        "spot": spot,
+        "use_private_ip": not public_ip,
+        "bootstrap": bootstrap,
+        "instance_tags": dict(all_tags),
+        "volume_tags": dict(all_tags),
+        "security": security,
+        "endpoint_url": endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+        "boto_session": boto_session,
+    }
+    if tls:
+        options["protocol"] = "tls"
+    for key, value in (
+        ("vpc", vpc),
+        ("ami", ami),
+        ("docker_image", docker_image),
+        ("key_name", key_name),
+        ("filesystem_size", volume_size_gb),
+        ("availability_zone", availability_zone),
+    ):
+        if value is not None:
+            options[key] = value
+    if iam_instance_profile:
+        field = "Arn" if iam_instance_profile.startswith("arn:") else "Name"
+        options["iam_instance_profile"] = {field: iam_instance_profile}
+    options.update(kwargs)
+    cluster: EC2Cluster = ec2_cluster_class()(plan=plan, **options)
+    return cluster
