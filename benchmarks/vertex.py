@@ -16,17 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-# This directory holds benchmarks/secrets.py, which would shadow the standard library's
-# `secrets` module (imported by Prefect's server) when this script is run directly.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")

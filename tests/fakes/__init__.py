@@ -1,0 +1,1 @@
+"""In-repo fakes of cloud services, built on the providers' own message classes."""
