@@ -1,0 +1,94 @@
+"""``oxeo-flows deploy`` and ``oxeo-flows sync``: ship a flow, or just its code."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from oxeo_flows.cli._common import console, friendly_errors
+
+__all__ = ["deploy", "sync"]
+
+
+def _parse_params(values: list[str] | None) -> dict[str, Any]:
+    from oxeo_flows.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            msg = f"--param {item!r} must be KEY=VALUE (VALUE may be JSON)"
+            raise ConfigError(msg)
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def deploy(  # noqa: PLR0917 - a typer command: options are parameters
+    entrypoint: str = typer.Argument(..., help="path/to/file.py:flow_function"),
+    name: str = typer.Option(..., "--name", "-n", help="Deployment name."),
+    stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
+    work_pool: str | None = typer.Option(None, "--pool", "-p", help="Work pool (default: stack)."),
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Default parameter KEY=VALUE (JSON values; repeatable)."),
+    ] = None,
+    cron: str | None = typer.Option(None, "--cron", help="Schedule as a cron expression."),
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="Deployment tag (repeatable).")
+    ] = None,
+    src: str = typer.Option(".", "--src", help="Project directory (default: current)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+) -> None:
+    """Sync the code, ensure the storage block and work pool, and register the deployment."""
+    from oxeo_flows.deploy import deploy_flow
+
+    with friendly_errors():
+        result = deploy_flow(
+            entrypoint,
+            name=name,
+            stack=stack,
+            work_pool=work_pool,
+            parameters=_parse_params(param),
+            schedule=cron,
+            tags=tag,
+            src=src,
+            dry_run=dry_run,
+        )
+    console.print(result.summary(), highlight=False, markup=False)
+    for key, (old, new) in sorted(result.changes.items()):
+        console.print(f"    {key}: {old!r} -> {new!r}", highlight=False, markup=False)
+
+
+def sync(  # noqa: PLR0917 - a typer command: options are parameters
+    src: str = typer.Argument(".", help="Project directory (default: current)."),
+    stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
+    bucket: str | None = typer.Option(None, "--bucket", help="Bucket (default: storage.bucket)."),
+    folder: str | None = typer.Option(None, "--folder", help="Key prefix (default: storage)."),
+    keep: bool = typer.Option(False, "--keep", help="Do not delete stale remote objects."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compare only; write nothing."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every changed file."),
+) -> None:
+    """Upload the project's code to S3, sending only new or changed files."""
+    from oxeo_flows.s3 import sync_code
+    from oxeo_flows.stack import load_stack
+
+    with friendly_errors():
+        report = sync_code(
+            src,
+            bucket=bucket,
+            folder=folder,
+            delete=False if keep else None,
+            dry_run=dry_run,
+            stack=load_stack(stack),
+        )
+    console.print(report.summary(), highlight=False, markup=False)
+    if verbose:
+        for rel in report.uploaded:
+            console.print(f"  + {rel}", highlight=False, markup=False)
+        for rel in report.deleted:
+            console.print(f"  - {rel}", highlight=False, markup=False)
