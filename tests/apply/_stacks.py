@@ -1,0 +1,68 @@
+"""Stack files used by the apply tests (one function per shape, names made unique)."""
+
+from __future__ import annotations
+
+
+def full_stack(uid: str, *, machine: str = "n1-standard-4", greeting: str = "hello") -> str:
+    """A stack declaring three pools (vertex-ai, docker, process), blocks and variables."""
+    return f"""
+[tool.oxeo-flows]
+default-stack = "prod"
+
+[tool.oxeo-flows.stacks.prod]
+runner = "vertex"
+
+[tool.oxeo-flows.stacks.prod.gcp]
+project = "oxeo-main"
+project-number = "123456789012"
+region = "europe-west4"
+network = "dask"
+reserved-ip-ranges = ["vertex-peering"]
+service-account = "prefect@oxeo-main.iam.gserviceaccount.com"
+
+[tool.oxeo-flows.stacks.prod.aws]
+region = "eu-west-1"
+credentials-block = "aws-{uid}"
+
+[tool.oxeo-flows.stacks.prod.storage]
+bucket = "oxeo-code-{uid}"
+folder = "pipelines"
+block-name = "code-{uid}"
+
+[tool.oxeo-flows.stacks.prod.docker]
+image = "prefecthq/prefect:3-python3.11"
+registry-url = "ghcr.io"
+registry-username = "oxeo-bot"
+registry-credentials-block = "ghcr-{uid}"
+
+[tool.oxeo-flows.stacks.prod.pools.vertex-{uid}]
+type = "vertex-ai"
+image = "europe-docker.pkg.dev/oxeo-main/flows/extract:1"
+machine-type = "{machine}"
+description = "Vertex AI runs"
+
+[tool.oxeo-flows.stacks.prod.pools.docker-{uid}]
+type = "docker"
+extra-pip-packages = ["s3fs"]
+
+[tool.oxeo-flows.stacks.prod.pools.process-{uid}]
+type = "process"
+working-dir = "/srv/flows"
+concurrency-limit = 4
+
+[tool.oxeo-flows.stacks.prod.variables]
+greeting-{uid} = "{greeting}"
+tiles-{uid} = ["31UFU", "31UFT"]
+"""
+
+
+def invalid_pool_stack(uid: str) -> str:
+    """The full stack plus one vertex-ai pool without an image (the stack itself loads)."""
+    return (
+        full_stack(uid)
+        + f"""
+[tool.oxeo-flows.stacks.prod.pools.broken-{uid}]
+type = "vertex-ai"
+machine-type = "n1-standard-8"
+"""
+    )

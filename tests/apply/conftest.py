@@ -1,0 +1,26 @@
+"""Fixtures for apply / doctor tests: a counting proxy in front of the real Prefect server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.apply._proxy import CountingProxy
+
+
+@pytest.fixture
+def counted(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingProxy]:
+    """The Prefect API behind a counting proxy; PREFECT_API_URL points at the proxy."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with CountingProxy(prefect_api) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
+        monkeypatch.setenv("PREFECT_API_URL", proxy.url)
+        yield proxy
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique suffix: the Prefect server is shared by the whole session."""
+    return uuid.uuid4().hex[:8]
