@@ -29,6 +29,10 @@ os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# google.auth must never probe the real metadata server (169.254.169.254).
+os.environ["GCE_METADATA_HOST"] = "127.0.0.1:9"
+os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
+os.environ["NO_GCE_CHECK"] = "true"
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +44,18 @@ def _restore_environ() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_cache() -> Iterator[None]:
+    """No secret cached (or registered for masking) by one test is seen by the next."""
+    from oxeo_flows import _redact
+    from oxeo_flows.secrets import clear_secret_cache
+
+    clear_secret_cache()
+    yield
+    clear_secret_cache()
+    _redact._forget_all()
 
 
 @pytest.fixture(autouse=True)

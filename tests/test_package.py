@@ -47,6 +47,17 @@ def test_every_public_name_resolves(name: str) -> None:
     assert getattr(oxeo_flows, name) is not None
 
 
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    # Importing a submodule binds it as a package attribute: a submodule named like a public
+    # function would replace that function depending on import order.
+    import importlib.util
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(oxeo_flows.__path__)}
+    assert not submodules & set(oxeo_flows.__all__)
+    assert importlib.util.find_spec("oxeo_flows.runners") is not None
+
+
 def test_unknown_attribute() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = oxeo_flows.nope  # type: ignore[attr-defined]

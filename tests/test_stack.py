@@ -343,3 +343,15 @@ def test_stack_is_immutable() -> None:
     stack = load_stack()
     with pytest.raises(Exception, match="frozen"):
         stack.runner = "docker"  # type: ignore[misc]
+
+
+def test_section_named_like_a_pool_type_keeps_its_prefix(stack_file: Any) -> None:
+    stack_file("[tool.oxeo-flows.stacks.s.docker]\nstream-outptu = true\n")
+    with pytest.raises(ConfigError, match=r"docker\.stream-outptu: unknown key"):
+        load_stack("s")
+
+
+def test_pool_errors_hide_the_union_tag(stack_file: Any) -> None:
+    stack_file("[tool.oxeo-flows.stacks.s.pools.gpu]\ntype = 'docker'\nauto-remove = 'sometimes'\n")
+    with pytest.raises(ConfigError, match=r"pools\.gpu\.auto-remove:"):
+        load_stack("s")

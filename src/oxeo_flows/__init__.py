@@ -21,7 +21,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from oxeo_flows.dask_runner import dask_runner
+    from oxeo_flows.apply import ApplyPlan, apply_stack
+    from oxeo_flows.aws import aws_credentials
+    from oxeo_flows.blocks import BlockResult, ensure_block
+    from oxeo_flows.deploy import DeployResult, deploy_flow
+    from oxeo_flows.docker_pool import (
+        DockerJob,
+        docker_job,
+        docker_registry_credentials,
+        ensure_docker_pool,
+    )
+    from oxeo_flows.doctor import DoctorReport, run_doctor
     from oxeo_flows.errors import (
         ApplyError,
         BlockError,
@@ -40,7 +50,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SyncError,
     )
     from oxeo_flows.network import AwsNetwork, GcpNetwork
+    from oxeo_flows.pools import PoolResult, ensure_pool
+    from oxeo_flows.runners import dask_runner
+    from oxeo_flows.s3 import SyncReport, s3_bucket, sync_code
+    from oxeo_flows.secrets import (
+        aload_secret,
+        clear_secret_cache,
+        gcp_credentials_from_secret,
+        git_ssh_env,
+        google_credentials_from_secret,
+        load_secret,
+        ssh_key_file,
+    )
     from oxeo_flows.stack import Stack, load_stack
+    from oxeo_flows.vertex import VertexJob, ensure_vertex_pool, vertex_job
 
 # Public name -> module that defines it. Keep one name per line, sorted within each group.
 _LAZY: dict[str, str] = {
@@ -66,22 +89,56 @@ _LAZY: dict[str, str] = {
     "Stack": "oxeo_flows.stack",
     "load_stack": "oxeo_flows.stack",
     # dask
-    "dask_runner": "oxeo_flows.dask_runner",
+    "dask_runner": "oxeo_flows.runners",
     # --- capabilities: add one line per public name below ---
+    "PoolResult": "oxeo_flows.pools",
+    "ensure_pool": "oxeo_flows.pools",
+    "VertexJob": "oxeo_flows.vertex",
+    "ensure_vertex_pool": "oxeo_flows.vertex",
+    "vertex_job": "oxeo_flows.vertex",
+    "BlockResult": "oxeo_flows.blocks",
+    "ensure_block": "oxeo_flows.blocks",
+    "DeployResult": "oxeo_flows.deploy",
+    "deploy_flow": "oxeo_flows.deploy",
+    "DockerJob": "oxeo_flows.docker_pool",
+    "docker_job": "oxeo_flows.docker_pool",
+    "docker_registry_credentials": "oxeo_flows.docker_pool",
+    "ensure_docker_pool": "oxeo_flows.docker_pool",
+    "SyncReport": "oxeo_flows.s3",
+    "s3_bucket": "oxeo_flows.s3",
+    "sync_code": "oxeo_flows.s3",
+    "aws_credentials": "oxeo_flows.aws",
+    "aload_secret": "oxeo_flows.secrets",
+    "clear_secret_cache": "oxeo_flows.secrets",
+    "gcp_credentials_from_secret": "oxeo_flows.secrets",
+    "git_ssh_env": "oxeo_flows.secrets",
+    "google_credentials_from_secret": "oxeo_flows.secrets",
+    "load_secret": "oxeo_flows.secrets",
+    "ssh_key_file": "oxeo_flows.secrets",
+    "ApplyPlan": "oxeo_flows.apply",
+    "apply_stack": "oxeo_flows.apply",
+    "DoctorReport": "oxeo_flows.doctor",
+    "run_doctor": "oxeo_flows.doctor",
 }
 
 __all__ = [
     "ApplyError",
+    "ApplyPlan",
     "AwsNetwork",
     "BlockError",
+    "BlockResult",
     "ClusterError",
     "ClusterStartTimeout",
     "ConfigError",
     "DeployError",
+    "DeployResult",
+    "DockerJob",
+    "DoctorReport",
     "GcpNetwork",
     "MissingExtraError",
     "OxeoFlowsError",
     "PoolError",
+    "PoolResult",
     "SecretAccessError",
     "SecretError",
     "SecretIntegrityError",
@@ -89,9 +146,31 @@ __all__ = [
     "Stack",
     "StorageError",
     "SyncError",
+    "SyncReport",
+    "VertexJob",
     "__version__",
+    "aload_secret",
+    "apply_stack",
+    "aws_credentials",
+    "clear_secret_cache",
     "dask_runner",
+    "deploy_flow",
+    "docker_job",
+    "docker_registry_credentials",
+    "ensure_block",
+    "ensure_docker_pool",
+    "ensure_pool",
+    "ensure_vertex_pool",
+    "gcp_credentials_from_secret",
+    "git_ssh_env",
+    "google_credentials_from_secret",
+    "load_secret",
     "load_stack",
+    "run_doctor",
+    "s3_bucket",
+    "ssh_key_file",
+    "sync_code",
+    "vertex_job",
 ]
 
 

@@ -21,6 +21,7 @@ from oxeo_flows.errors import ConfigError
 __all__ = ["Model", "build", "format_validation_error", "kebab"]
 
 M = TypeVar("M", bound=BaseModel)
+_POOL_TAGS = frozenset({"vertex-ai", "docker", "process"})
 
 
 def kebab(name: str) -> str:
@@ -37,6 +38,7 @@ class Model(BaseModel):
         alias_generator=kebab,
         populate_by_name=True,
         validate_default=True,
+        use_attribute_docstrings=True,
     )
 
 
@@ -120,8 +122,9 @@ def format_validation_error(
     lines = [f"Invalid configuration in {where}:"]
     for err in exc.errors(include_url=False):
         loc: tuple[str, ...] = tuple(str(p) for p in err["loc"])
-        # Tagged unions add the tag as a loc element; hide it.
-        loc = tuple(p for p in loc if p not in {"vertex-ai", "docker", "process"} or p == loc[-1])
+        # The tagged union of pools adds the tag after the pool name: pools.<name>.<tag>.<key>.
+        if len(loc) > 3 and loc[0] == "pools" and loc[2] in _POOL_TAGS:
+            loc = (*loc[:2], *loc[3:])
         key = ".".join(kebab(p) for p in loc) or "(top level)"
         msg = _clean_message(err["msg"])
         if err["type"] == "extra_forbidden":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,6 +69,8 @@ ENV_PREFIX = "OXEO_FLOWS_"
 #: Environment variables with the prefix that are not stack keys.
 RESERVED_ENV = frozenset({"OXEO_FLOWS_STACK", "OXEO_FLOWS_CONFIG"})
 LOCAL = "local"
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _FREEFORM = frozenset({"labels", "env", "variables", "parameters", "tags", "pools"})
 
 
@@ -75,30 +78,55 @@ _FREEFORM = frozenset({"labels", "env", "variables", "parameters", "tags", "pool
 
 
 class GcpEndpoints(Model):
-    """API endpoint overrides (private endpoints, emulators). A loopback endpoint is dialed in
-    plaintext with anonymous credentials; anything else with TLS and normal credentials."""
+    """``[gcp.endpoints]``: API endpoint overrides (private endpoints, emulators).
+
+    A loopback endpoint (``127.0.0.1:PORT``, ``localhost:PORT``, ``[::1]:PORT``) is dialed in
+    plaintext with anonymous credentials; anything else with TLS and normal credentials.
+
+    Attributes:
+        secret_manager: ``HOST:PORT`` of Secret Manager (used by the ``gcp`` secret source).
+        aiplatform: ``HOST:PORT`` of Vertex AI.
+        compute: ``HOST:PORT`` of Compute Engine.
+        service_networking: ``HOST:PORT`` of Service Networking.
+    """
 
     secret_manager: str | None = None
+    """Secret Manager endpoint (host:port), e.g. a private endpoint or an emulator."""
     aiplatform: str | None = None
+    """Vertex AI endpoint override."""
     compute: str | None = None
+    """Compute Engine API base URL override (used by `doctor` and `clusters`)."""
     service_networking: str | None = None
+    """Service Networking API base URL override (used by `doctor`)."""
 
 
 class GcpSection(Model):
     """``[gcp]``: the Google Cloud project and its private network."""
 
     project: str | None = None
+    """Project id where jobs and VMs run, e.g. `oxeo-main`."""
     project_number: str | None = None
+    """Number of `project` (digits); Vertex AI addresses networks by number."""
     region: str | None = None
+    """Default region, e.g. `europe-west4`."""
     zone: str | None = None
+    """Default zone, in `region`, e.g. `europe-west4-a`."""
     network: str | None = None
+    """VPC network name (peered with Vertex AI for private access)."""
     subnetwork: str | None = None
+    """Subnetwork name in `region` where Dask VMs are placed."""
     host_project: str | None = None
+    """Shared VPC host project id that owns the network."""
     host_project_number: str | None = None
+    """Shared VPC host project number."""
     reserved_ip_ranges: tuple[str, ...] = ()
+    """Private-services-access range names Vertex AI jobs may use."""
     service_account: str | None = None
+    """Service account email for Vertex jobs and Dask VMs."""
     credentials_block: str | None = None
+    """Name of a saved `GcpCredentials` block (default: application default credentials)."""
     endpoints: GcpEndpoints = GcpEndpoints()
+    """API endpoint overrides."""
 
     @field_validator("project", "host_project")
     @classmethod
@@ -173,13 +201,21 @@ class AwsSection(Model):
     """``[aws]``: the AWS account, region and VPC."""
 
     region: str | None = None
+    """AWS region, e.g. `eu-west-1`."""
     profile: str | None = None
+    """Named profile from `~/.aws/config`."""
     endpoint_url: str | None = None
+    """Endpoint URL override (a VPC endpoint, or moto in tests); `AWS_ENDPOINT_URL` also works."""
     assume_role_arn: str | None = None
+    """Role to assume for every AWS call."""
     vpc: str | None = None
+    """VPC id (`vpc-...`)."""
     subnets: tuple[str, ...] = ()
+    """Subnet ids (`subnet-...`)."""
     security_groups: tuple[str, ...] = ()
+    """Security group ids (`sg-...`)."""
     credentials_block: str | None = None
+    """Name of a saved `AwsCredentials` block."""
 
     @model_validator(mode="after")
     def _network(self) -> AwsSection:
@@ -203,146 +239,515 @@ class AwsSection(Model):
 
 
 class VertexSection(Model):
-    """``[vertex]``: defaults for flow runs as Vertex AI custom jobs."""
+    """``[vertex]``: defaults for flow runs as Vertex AI custom jobs (see `oxeo_flows.vertex_job`).
+
+    ``region``, ``service-account`` and ``credentials-block`` fall back to the ``gcp`` section;
+    the network and reserved IP ranges always come from it (``private-network = false`` opts
+    out of VPC peering). ``max-run-time-hours`` defaults to 24 (Prefect's own default is 1).
+    ``api-key-secret`` names the Secret Manager secret holding the Prefect API key, read at job
+    start by ``python -m oxeo_flows.vertex_entrypoint`` instead of travelling in the job spec.
+    """
 
     image: str | None = None
+    """Container image of the flow run job."""
     region: str | None = None
+    """Region of the job (default: `gcp.region`)."""
     machine_type: str = "n1-standard-4"
+    """Machine type, e.g. `n1-highmem-8`."""
     accelerator_type: str | None = None
+    """GPU type, e.g. `NVIDIA_TESLA_T4` (with `accelerator-count`)."""
     accelerator_count: int | None = None
+    """Number of GPUs (with `accelerator-type`)."""
     boot_disk_type: str = "pd-ssd"
+    """`pd-ssd` or `pd-standard`."""
     boot_disk_size_gb: int = 100
-    max_run_time_hours: float = 24.0
+    """Boot disk size in GB."""
+    max_run_time_hours: int = Field(default=24, ge=1)
+    """Maximum run time; Prefect's own default is a silent 1 hour."""
+    max_wait_hours: float | None = None
+    """Maximum time a job may wait for resources (FLEX_START)."""
     scheduling_strategy: Literal["STANDARD", "SPOT", "FLEX_START"] = "STANDARD"
+    """`STANDARD`, `SPOT` or `FLEX_START`."""
     restart_job_on_worker_restart: bool = False
+    """Restart the job when its VM is restarted."""
     labels: dict[str, str] = {}
+    """GCP labels on the job (lowercase keys and values, at most 63 characters)."""
     env: dict[str, str] = {}
+    """Environment of the job; never secret values (load secrets by name at run time)."""
     enable_web_access: bool = False
+    """Interactive shell access to the job."""
     enable_dashboard_access: bool = False
+    """Dashboard access to the job."""
     private_network: bool = True
+    """Attach the stack's `gcp.network` (VPC peering); false is an explicit opt-out."""
     service_account: str | None = None
+    """Service account of the job (default: `gcp.service-account`)."""
     credentials_block: str | None = None
+    """`GcpCredentials` block the worker uses (default: `gcp.credentials-block`)."""
     job_watch_poll_interval: float = 5.0
+    """Seconds between job state polls by the worker."""
     api_key_secret: str | None = None
+    """Secret Manager secret holding the Prefect API key, read by the job at start."""
     work_pool: str | None = None
+    """Work pool deployments of this stack use for the `vertex` runner."""
 
 
 class DaskTlsSection(Model):
-    """``[dask.tls]``: TLS material for ``tls://`` schedulers (files or secret names)."""
+    """``[dask.tls]``: TLS for the Dask scheduler connection.
 
-    enabled: bool | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    ca_secret: str | None = None
-    cert_secret: str | None = None
-    key_secret: str | None = None
+    For the ``address`` backend, TLS material comes from files (``ca-file``, ``cert-file``,
+    ``key-file``) or from secrets loaded with `load_secret` (``ca-secret``, ``cert-secret``,
+    ``key-secret``); give one of the two for each item. For the cloud backends, ``enabled``
+    (default true) creates temporary certificates per cluster.
+    """
+
+    enabled: bool | None = Field(
+        default=None,
+        description="TLS for cloud clusters (default on; false turns it off, with a warning).",
+    )
+    ca_file: str | None = Field(
+        default=None, description="CA certificate file for a tls:// scheduler (address backend)."
+    )
+    cert_file: str | None = Field(
+        default=None, description="Client certificate file (address backend)."
+    )
+    key_file: str | None = Field(
+        default=None, description="Client private key file (address backend)."
+    )
+    ca_secret: str | None = Field(
+        default=None, description="Secret holding the CA certificate PEM (loaded with load_secret)."
+    )
+    cert_secret: str | None = Field(
+        default=None, description="Secret holding the client certificate PEM."
+    )
+    key_secret: str | None = Field(
+        default=None, description="Secret holding the client private key PEM."
+    )
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> DaskTlsSection:
+        for item in ("ca", "cert", "key"):
+            if getattr(self, f"{item}_file") and getattr(self, f"{item}_secret"):
+                msg = f"give either {item}-file or {item}-secret, not both"
+                raise ValueError(msg)
+        has = {item: self.has(item) for item in ("ca", "cert", "key")}
+        if any(has.values()) and not all(has.values()):
+            missing = ", ".join(f"{k}-file or {k}-secret" for k, v in has.items() if not v)
+            msg = f"TLS needs a CA, a certificate and a key; missing: {missing}"
+            raise ValueError(msg)
+        if self.enabled is False and any(has.values()):
+            msg = "enabled is false but TLS files or secrets are set; remove one or the other"
+            raise ValueError(msg)
+        return self
+
+    def has(self, item: str) -> bool:
+        """Whether a file or a secret is set for ``item`` (``ca``, ``cert`` or ``key``)."""
+        return bool(getattr(self, f"{item}_file") or getattr(self, f"{item}_secret"))
+
+    @property
+    def material(self) -> bool:
+        """Whether TLS material (files or secrets) is configured."""
+        return self.has("ca")
+
+
+def _check_labels(v: dict[str, str], what: str) -> dict[str, str]:
+    for key, value in v.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            msg = (
+                f"{what} {key}={value!r} is not a valid GCE label: keys start with a lowercase "
+                "letter; keys and values use at most 63 lowercase letters, digits, '-' and '_'"
+            )
+            raise ValueError(msg)
+    return v
 
 
 class DaskGcpSection(Model):
-    """``[dask.gcp]``: GCE VMs for an ephemeral Dask cluster."""
+    """``[dask.gcp]``: GCE VMs for an ephemeral Dask cluster (network from ``[gcp]``)."""
 
-    zone: str | None = None
-    scheduler_machine_type: str = "e2-standard-2"
-    worker_machine_type: str = "e2-standard-4"
-    preemptible: bool = False
-    ngpus: int = 0
-    gpu_type: str | None = None
+    zone: str | None = Field(default=None, description="Zone of the VMs (default: gcp.zone).")
+    scheduler_machine_type: str = Field(
+        default="e2-standard-2", description="Machine type of the scheduler VM."
+    )
+    worker_machine_type: str = Field(
+        default="e2-standard-4", description="Machine type of the worker VMs."
+    )
+    preemptible: bool = Field(default=False, description="Preemptible (spot) worker VMs.")
+    ngpus: int = Field(default=0, ge=0, le=16, description="GPUs per worker VM (needs gpu-type).")
+    gpu_type: str | None = Field(
+        default=None, description="Accelerator type, e.g. nvidia-tesla-t4 (needed with GPUs)."
+    )
+    scheduler_ngpus: int = Field(default=0, ge=0, le=16, description="GPUs on the scheduler VM.")
     docker_image: str | None = None
-    source_image: str | None = None
-    disk_size_gb: int = 50
-    disk_type: str = "pd-standard"
-    service_account: str | None = None
+    source_image: str | None = Field(
+        default=None,
+        description="Prebuilt VM image (e.g. a Packer image) instead of the default Ubuntu.",
+    )
+    disk_size_gb: int = Field(default=50, ge=10, le=65536, description="Boot disk size in GB.")
+    disk_type: str = Field(default="pd-standard", description="Boot disk type.")
+    service_account: str | None = Field(
+        default=None, description="Service account of the VMs (default: gcp.service-account)."
+    )
     public_ip: bool = False
     bootstrap: bool = True
-    auto_shutdown: bool = True
-    labels: dict[str, str] = {}
+    auto_shutdown: bool = Field(default=True, description="VMs shut down when Dask exits.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra GCE labels.")
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return None if v is None else check_zone(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v, "label")
+
+    @model_validator(mode="after")
+    def _gpus(self) -> DaskGcpSection:
+        if (self.ngpus or self.scheduler_ngpus) and not self.gpu_type:
+            msg = (
+                f"ngpus={self.ngpus}, scheduler-ngpus={self.scheduler_ngpus} but gpu-type is not "
+                "set; set e.g. gpu-type = 'nvidia-tesla-t4' (gcloud compute accelerator-types list)"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class DaskEc2Section(Model):
-    """``[dask.ec2]``: EC2 instances for an ephemeral Dask cluster."""
+    """``[dask.ec2]``: EC2 instances for an ephemeral Dask cluster (VPC from ``[aws]``)."""
 
     ami: str | None = None
-    scheduler_instance_type: str = "t3.medium"
-    worker_instance_type: str = "t3.large"
-    spot: bool = False
-    iam_instance_profile: str | None = None
+    scheduler_instance_type: str = Field(
+        default="t3.medium", description="Instance type of the scheduler."
+    )
+    worker_instance_type: str = Field(
+        default="t3.large", description="Instance type of the workers."
+    )
+    spot: bool = Field(default=False, description="Spot worker instances.")
+    iam_instance_profile: str | None = Field(
+        default=None, description="Instance profile name or ARN."
+    )
     docker_image: str | None = None
-    key_name: str | None = None
+    key_name: str | None = Field(default=None, description="SSH key pair name.")
     public_ip: bool = False
-    volume_size_gb: int | None = None
+    volume_size_gb: int | None = Field(
+        default=None, ge=8, le=65536, description="Root volume size in GB."
+    )
     bootstrap: bool = True
-    tags: dict[str, str] = {}
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra EC2 tags.")
+    subnet: str | None = Field(
+        default=None, description="Subnet id (default: the first of aws.subnets); required."
+    )
+    security_groups: tuple[str, ...] = Field(
+        default=(), description="Security group ids (default: aws.security-groups); required."
+    )
+    availability_zone: str | None = Field(default=None, description="Availability zone.")
+
+    @field_validator("ami")
+    @classmethod
+    def _ami(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$", v):
+            msg = f"{v!r} is not an AMI id (expected 'ami-' followed by 8 or 17 hex digits)"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, v: str | None) -> str | None:
+        return None if v is None else AwsNetwork(region="eu-west-1", subnets=(v,)).subnets[0]
+
+    @field_validator("security_groups")
+    @classmethod
+    def _groups(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return AwsNetwork(region="eu-west-1", security_groups=v).security_groups
+
+
+_PARAMETER_TARGETS = frozenset(
+    {
+        "n_workers",
+        "threads_per_worker",
+        "memory_limit",
+        "worker_machine_type",
+        "worker_instance_type",
+        "ngpus",
+        "gpu_type",
+        "adapt_min",
+        "adapt_max",
+    }
+)
 
 
 class DaskSection(Model):
-    """``[dask]``: where a flow's tasks run."""
+    """``[dask]``: where a flow's tasks run.
 
-    backend: Literal["local", "address", "gcp", "ec2"] = "local"
-    address: str | None = None
-    start_timeout: float | None = None
-    n_workers: int | None = None
-    threads_per_worker: int | None = None
-    processes: bool = False
-    memory_limit: str | None = None
-    adapt: tuple[int, int] | None = None
-    parameters: dict[str, str] = {}
+    ``parameters`` maps a cluster setting to the name of a flow parameter that sizes it when the
+    cluster is created, e.g. ``parameters = {n-workers = "n_workers", ngpus = "gpus"}``.
+    Settings: n-workers, threads-per-worker, memory-limit, worker-machine-type (gcp),
+    worker-instance-type (ec2), ngpus, gpu-type (gcp), adapt-min, adapt-max.
+    """
+
+    backend: Literal["local", "address", "gcp", "ec2"] = Field(
+        default="local", description="Where tasks run: local, address, gcp or ec2."
+    )
+    address: str | None = Field(
+        default=None, description="Scheduler address for the address backend (tls://HOST:PORT)."
+    )
+    start_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description=(
+            "Seconds for the cluster to start / the scheduler to answer "
+            "(default: local 120, address 30, cloud 600)."
+        ),
+    )
+    n_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Workers to start with (cloud default: adapt minimum, or 1).",
+    )
+    threads_per_worker: int | None = Field(
+        default=None, ge=1, le=1024, description="Local backend: threads per worker."
+    )
+    processes: bool = Field(
+        default=False, description="Local backend: worker processes instead of threads."
+    )
+    memory_limit: str | None = Field(
+        default=None, description="Local backend: per-worker memory limit, e.g. 4GiB."
+    )
+    adapt: tuple[int, int] | None = Field(
+        default=None, description="Adaptive scaling (minimum, maximum)."
+    )
+    parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Cluster setting -> flow parameter that sizes it (read at cluster creation).",
+    )
     tls: DaskTlsSection = DaskTlsSection()
     gcp: DaskGcpSection = DaskGcpSection()
     ec2: DaskEc2Section = DaskEc2Section()
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        from oxeo_flows.clusters.address import parse_address
+
+        parse_address(v)
+        return v
+
+    @field_validator("adapt")
+    @classmethod
+    def _adapt(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None:
+            low, high = v
+            if low < 0 or high < 1 or low > high:
+                msg = (
+                    "adapt must be (minimum, maximum) with 0 <= minimum <= maximum and "
+                    f"maximum >= 1; got {list(v)}"
+                )
+                raise ValueError(msg)
+        return v
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _parameters(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            out = {}
+            for key, value in v.items():
+                name = str(key).replace("-", "_")
+                if name not in _PARAMETER_TARGETS:
+                    close = difflib.get_close_matches(name, sorted(_PARAMETER_TARGETS), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    msg = (
+                        f"{key!r} cannot be sized from a flow parameter{hint}; choose from: "
+                        f"{', '.join(sorted(_PARAMETER_TARGETS))}"
+                    )
+                    raise ValueError(msg)
+                if not isinstance(value, str) or not value.isidentifier():
+                    msg = f"parameters.{key} must name a flow parameter, got {value!r}"
+                    raise ValueError(msg)
+                out[name] = value
+            return out
+        return v
+
+    @model_validator(mode="after")
+    def _backend(self) -> DaskSection:
+        if self.backend == "address" and not self.address:
+            msg = "backend 'address' needs dask.address, e.g. 'tls://10.0.0.5:8786'"
+            raise ValueError(msg)
+        if self.backend != "local" and self.processes:
+            msg = f"processes applies to the 'local' backend only, not {self.backend!r}"
+            raise ValueError(msg)
+        if self.address and self.address.startswith("tcp://") and self.tls.material:
+            msg = (
+                f"TLS files/secrets are set but the address {self.address!r} is tcp://; use tls://"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class StorageSection(Model):
     """``[storage]``: where deployment code is stored (S3)."""
 
     bucket: str | None = None
+    """S3 bucket for deployment code."""
     folder: str | None = None
+    """Folder (key prefix) in the bucket."""
     block_name: str | None = None
+    """Name of the saved `S3Bucket` block (default: `<stack>-code-<folder or bucket>`)."""
     credentials_block: str | None = None
+    """Name of the `AwsCredentials` block the storage block uses."""
     delete: bool = True
+    """Delete remote files that no longer exist locally when syncing."""
     ignore: tuple[str, ...] = ()
+    """Extra ignore patterns (gitignore syntax) for code sync."""
     max_concurrency: int = Field(default=8, ge=1, le=64)
+    """Parallel uploads / downloads."""
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str | None) -> str | None:
+        from oxeo_flows.s3 import check_bucket_name
+
+        return None if v is None else _plain_error(check_bucket_name, v, "bucket")
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        from oxeo_flows.s3 import check_folder
+
+        return None if v is None else _plain_error(check_folder, v, "folder")
 
 
 class DockerSection(Model):
     """``[docker]``: defaults for flow runs as Docker containers (``docker`` work pools)."""
 
     image: str | None = None
+    """Container image of the flow run."""
     env: dict[str, str] = {}
+    """Environment of the container; never secret values."""
     extra_pip_packages: tuple[str, ...] = ()
+    """Packages installed at container start (`EXTRA_PIP_PACKAGES`)."""
     networks: tuple[str, ...] = ()
+    """Docker networks to attach."""
     network_mode: str | None = None
+    """Docker network mode, e.g. `host`."""
     volumes: tuple[str, ...] = ()
+    """Volume mounts, `SOURCE:TARGET[:ro|rw]`."""
     mem_limit: str | None = None
-    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] | None = None
+    """Memory limit, e.g. `4g`."""
+    image_pull_policy: Literal["IfNotPresent", "Always", "IfPossible", "Never"] | None = None
+    """When to pull the image."""
     auto_remove: bool = False
+    """Remove the container when it exits."""
     privileged: bool = False
+    """Run the container privileged."""
     stream_output: bool = True
+    """Stream the container's output to the worker's log."""
     registry_url: str | None = None
+    """Private registry URL."""
     registry_username: str | None = None
+    """Registry user name."""
     registry_password_secret: str | None = None
+    """Secret (name or reference) holding the registry password."""
     registry_credentials_block: str | None = None
+    """Name of the `DockerRegistryCredentials` block."""
     work_pool: str | None = None
+    """Work pool deployments of this stack use for the `docker` runner."""
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        from oxeo_flows.docker_pool import check_image
+
+        return None if v is None else check_image(v)
+
+    @field_validator("extra_pip_packages")
+    @classmethod
+    def _pip(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from oxeo_flows.docker_pool import check_pip_requirement
+
+        for spec in v:
+            check_pip_requirement(spec)
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from oxeo_flows.docker_pool import check_volume
+
+        for spec in v:
+            check_volume(spec)
+        return v
+
+
+def _plain_error(check: Any, value: str, label: str) -> str:
+    """Run a check that raises ConfigError; re-raise as ValueError so pydantic reports it."""
+    try:
+        result: str = check(value, where=label)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix(f"{label}: ")) from None
+    return result
 
 
 SecretSourceName = Literal["env", "prefect", "gcp", "aws"]
 
 
 class SecretsSection(Model):
-    """``[secrets]``: where `load_secret` looks, in order, and how long it caches."""
+    """``[secrets]``: where `load_secret` looks, in order, how it retries and how long it caches.
+
+    Attributes:
+        sources: Sources asked in order for a plain secret name (``env``, ``prefect``, ``gcp``,
+            ``aws``).
+        cache_ttl: Seconds a loaded value is reused (0 disables the cache).
+        required: Secrets (names or references) that ``oxeo-flows secrets check`` must resolve.
+        gcp_project: Project of GCP Secret Manager secrets (default: ``gcp.project``).
+        retries: Retries of a transient failure (unavailable, throttled, deadline exceeded).
+        retry_initial_delay: First backoff delay in seconds; doubles on each retry.
+        retry_max_delay: Upper bound of one backoff delay in seconds.
+        timeout: Deadline in seconds of one call to a remote source.
+        env_prefix: Prefix of the environment variable a name is read from (``env`` source).
+    """
 
     sources: tuple[SecretSourceName, ...] = ("env", "prefect")
+    """Where `load_secret` looks, in order: `env`, `prefect`, `gcp`, `aws`."""
     cache_ttl: float = Field(default=300.0, ge=0)
+    """Seconds a loaded secret is cached in the process (0 disables)."""
     required: tuple[str, ...] = ()
+    """Secrets that must resolve (`oxeo-flows secrets check`, `doctor`)."""
     gcp_project: str | None = None
+    """Project of Secret Manager secrets (default: `gcp.project`)."""
     retries: int = Field(default=3, ge=0, le=10)
+    """Retries of transient errors (unavailable, throttling, deadline)."""
+    retry_initial_delay: float = Field(default=0.2, ge=0, le=60)
+    """First backoff delay in seconds."""
+    retry_max_delay: float = Field(default=5.0, ge=0, le=300)
+    """Largest backoff delay in seconds."""
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    """Deadline of one backend call in seconds."""
     env_prefix: str = ""
+    """Prefix of environment variable names for the `env` source."""
 
     @field_validator("sources")
     @classmethod
     def _sources(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(v)) != len(v):
             msg = f"secret sources must not repeat: {list(v)}"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("gcp_project")
+    @classmethod
+    def _gcp_project(cls, v: str | None) -> str | None:
+        return None if v is None else check_project_id(v)
+
+    @field_validator("env_prefix")
+    @classmethod
+    def _env_prefix(cls, v: str) -> str:
+        if v and not all(c.isascii() and (c.isalnum() or c == "_") for c in v):
+            msg = f"{v!r} is not an environment variable prefix (use A-Z, 0-9 and _)"
             raise ValueError(msg)
         return v
 
@@ -398,8 +803,11 @@ class Stack(Model):
 
     name: str
     extends: str | None = None
+    """Another stack this one inherits from, key by key."""
     runner: Literal["process", "docker", "vertex"] = "process"
+    """Where flow runs go when deployed: `process`, `docker` or `vertex`."""
     work_pool: str | None = None
+    """Default work pool of deployments (default: `<stack>-<runner>`)."""
     gcp: GcpSection = GcpSection()
     aws: AwsSection = AwsSection()
     vertex: VertexSection = VertexSection()
@@ -504,7 +912,10 @@ def _read_table(path: Path) -> dict[str, Any]:
         table = tool.get("oxeo-flows") if isinstance(tool, dict) else None
         if table is None:
             if "oxeo_flows" in tool:
-                msg = f"{path}: the table is spelled [tool.oxeo-flows] (with a hyphen), not [tool.oxeo_flows]"
+                msg = (
+                    f"{path}: the table is spelled [tool.oxeo-flows] (with a hyphen), "
+                    "not [tool.oxeo_flows]"
+                )
                 raise ConfigError(msg)
             return {}
     else:
@@ -516,12 +927,17 @@ def _read_table(path: Path) -> dict[str, Any]:
     for key in table:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "stack settings go under stacks.<name>"
+            hint = (
+                f"did you mean {close[0]!r}?" if close else "stack settings go under stacks.<name>"
+            )
             msg = f"{path}: unknown top-level key {key!r} ({hint})"
             raise ConfigError(msg)
     stacks = table.get("stacks", {})
     if not isinstance(stacks, dict) or not all(isinstance(v, dict) for v in stacks.values()):
-        msg = f"{path}: 'stacks' must be a table of tables, e.g. [stacks.prod] or [tool.oxeo-flows.stacks.prod]"
+        msg = (
+            f"{path}: 'stacks' must be a table of tables, e.g. [stacks.prod] "
+            "or [tool.oxeo-flows.stacks.prod]"
+        )
         raise ConfigError(msg)
     default = table.get("default-stack")
     if default is not None and not isinstance(default, str):
@@ -538,7 +954,10 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
             continue
         parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
-            msg = f"environment variable {var} has an empty key part; nest with '__' (e.g. OXEO_FLOWS_GCP__REGION)"
+            msg = (
+                f"environment variable {var} has an empty key part; "
+                "nest with '__' (e.g. OXEO_FLOWS_GCP__REGION)"
+            )
             raise ConfigError(msg)
         value: Any = raw
         stripped = raw.strip()
@@ -576,7 +995,9 @@ def _merge(
         here = (*path, name)
         if isinstance(value, Mapping):
             current = out.get(name)
-            out[name] = _merge(current if isinstance(current, dict) else {}, value, origins, label, here)
+            out[name] = _merge(
+                current if isinstance(current, dict) else {}, value, origins, label, here
+            )
         else:
             out[name] = value
             origins[here] = label

@@ -26,7 +26,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", help="Show the version and exit.", callback=_version_callback,
+        False,
+        "--version",
+        help="Show the version and exit.",
+        callback=_version_callback,
         is_eager=True,
     ),
 ) -> None:
@@ -36,6 +39,23 @@ def _root(
 app.command("demo")(_demo.demo)
 app.add_typer(_stack.app, name="stack")
 # --- sub-commands of capabilities: one line each below ---
+from oxeo_flows.cli import deploy as _deploy_cli  # noqa: E402
+
+app.command("deploy")(_deploy_cli.deploy)
+app.command("sync")(_deploy_cli.sync)
+from oxeo_flows.cli import secrets as _secrets_cli  # noqa: E402
+
+app.add_typer(_secrets_cli.app, name="secrets")
+from oxeo_flows.cli import clusters as _clusters_cli  # noqa: E402
+
+app.add_typer(_clusters_cli.app, name="clusters")
+from oxeo_flows.cli import vertex as _vertex_cli  # noqa: E402
+
+app.add_typer(_vertex_cli.app, name="vertex")
+from oxeo_flows.cli import apply as _apply_cli  # noqa: E402
+
+app.command("apply")(_apply_cli.apply)
+app.command("doctor")(_apply_cli.doctor)
 
 
 def main() -> None:

@@ -1,0 +1,210 @@
+"""SSH keys from secrets: a private key file that exists only while you need it.
+
+`ssh_key_file` writes the key ``0600`` inside a fresh ``0700`` temporary directory and removes
+the directory on exit, also when the body raises. `git_ssh_env` builds on it and yields the
+``GIT_SSH_COMMAND`` environment for ``git`` over SSH.
+
+Host keys: by default OpenSSH checks the server's host key strictly
+(``StrictHostKeyChecking=yes``) against ``~/.ssh/known_hosts`` and
+``/etc/ssh/ssh_known_hosts``. In a fresh container those are usually empty, so pass the
+server's host key lines (``known_hosts=``, e.g. the output of ``ssh-keyscan github.com``
+checked against GitHub's published fingerprints), a secret holding them
+(``known_hosts_secret=``), or a file (``known_hosts_file=``). ``accept-new`` trusts a host on
+first use; ``no`` disables the check and is only for throwaway test servers.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from oxeo_flows.errors import ConfigError
+from oxeo_flows.secrets._core import load_secret
+
+if TYPE_CHECKING:
+    from oxeo_flows.stack import Stack
+
+__all__ = ["HostKeyChecking", "git_ssh_env", "ssh_key_file"]
+
+HostKeyChecking = Literal["yes", "accept-new", "no"]
+_CHECKING = ("yes", "accept-new", "no")
+
+
+def _normalise_key(text: str) -> str:
+    """OpenSSH needs LF line ends and a final newline; env vars often carry escaped newlines."""
+    text = text.replace("\r\n", "\n").strip()
+    if "\n" not in text and "\\n" in text:
+        text = text.replace("\\n", "\n")
+    return text + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+
+
+@contextmanager
+def _private_dir() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="oxeo-ssh-"))
+    try:
+        os.chmod(directory, 0o700)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def ssh_key_file(
+    name: str,
+    *,
+    sources: Sequence[str] | None = None,
+    version: str = "latest",
+    stack: Stack | str | None = None,
+) -> Iterator[Path]:
+    """Write an SSH private key held in a secret to a private file, for the ``with`` block only.
+
+    The key is loaded with `load_secret`, written ``0600`` inside a new ``0700`` temporary
+    directory, and the directory is removed when the block exits, also on exceptions. Line
+    ends are normalised and a final newline added (OpenSSH rejects keys without one);
+    a single-line value with escaped newlines (backslash n) is unescaped.
+
+    Args:
+        name: Secret name or reference (see `load_secret`).
+        sources: Sources to ask instead of the stack's ``secrets.sources``.
+        version: Secret version.
+        stack: A `Stack`, a stack name, or None for the active stack.
+
+    Yields:
+        The path of the key file.
+
+    Example:
+        ```python
+        import subprocess
+        from oxeo_flows import ssh_key_file
+
+        with ssh_key_file("github-deploy-key") as key:
+            subprocess.run(["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "git@github.com"])
+        ```
+    """
+    secret = load_secret(name, sources=sources, version=version, stack=stack)
+    with _private_dir() as directory:
+        path = directory / "id_key"
+        _write_private(path, _normalise_key(secret.get_secret_value()))
+        yield path
+
+
+def ssh_command(
+    key: Path,
+    *,
+    known_hosts_file: Path | None = None,
+    strict_host_key_checking: HostKeyChecking = "yes",
+) -> str:
+    """The ``ssh`` command line for ``GIT_SSH_COMMAND`` using only ``key``.
+
+    Args:
+        key: Private key file.
+        known_hosts_file: Known-hosts file to use instead of ``~/.ssh/known_hosts``.
+        strict_host_key_checking: ``yes`` (default), ``accept-new`` or ``no``.
+
+    Returns:
+        A shell-quoted command line.
+    """
+    if strict_host_key_checking not in _CHECKING:
+        msg = (
+            f"strict_host_key_checking must be one of {list(_CHECKING)}, "
+            f"got {strict_host_key_checking!r}"
+        )
+        raise ConfigError(msg)
+    parts = [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"StrictHostKeyChecking={strict_host_key_checking}",
+    ]
+    if known_hosts_file is not None:
+        parts += ["-o", f"UserKnownHostsFile={known_hosts_file}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+@contextmanager
+def git_ssh_env(
+    name: str,
+    *,
+    known_hosts: str | None = None,
+    known_hosts_secret: str | None = None,
+    known_hosts_file: str | os.PathLike[str] | None = None,
+    strict_host_key_checking: HostKeyChecking = "yes",
+    sources: Sequence[str] | None = None,
+    stack: Stack | str | None = None,
+) -> Iterator[dict[str, str]]:
+    """Environment for running ``git`` over SSH with a deploy key held in a secret.
+
+    Yields ``GIT_SSH_COMMAND`` (``ssh -i KEY -o IdentitiesOnly=yes -o BatchMode=yes
+    -o StrictHostKeyChecking=...``) and ``GIT_TERMINAL_PROMPT=0``. The key file and any
+    known-hosts file exist only inside the ``with`` block. Merge the result into
+    ``os.environ`` for the git process; it contains paths, never the key.
+
+    Args:
+        name: Secret holding the private key (see `load_secret`).
+        known_hosts: Known-hosts lines for the server (e.g. from ``ssh-keyscan``).
+        known_hosts_secret: A secret holding known-hosts lines.
+        known_hosts_file: A known-hosts file to use.
+        strict_host_key_checking: ``yes`` (default), ``accept-new`` or ``no``.
+        sources: Sources to ask instead of the stack's ``secrets.sources``.
+        stack: A `Stack`, a stack name, or None for the active stack.
+
+    Yields:
+        The environment variables to add.
+
+    Example:
+        ```python
+        import os, subprocess
+        from oxeo_flows import git_ssh_env
+
+        with git_ssh_env("github-deploy-key", known_hosts_secret="github-known-hosts") as env:
+            subprocess.run(
+                ["git", "clone", "git@github.com:oxeo/pipelines.git"],
+                env={**os.environ, **env}, check=True,
+            )
+        ```
+    """
+    given = [x for x in (known_hosts, known_hosts_secret, known_hosts_file) if x is not None]
+    if len(given) > 1:
+        msg = "give at most one of known_hosts, known_hosts_secret and known_hosts_file"
+        raise ConfigError(msg)
+    if strict_host_key_checking not in _CHECKING:
+        ssh_command(Path("key"), strict_host_key_checking=strict_host_key_checking)
+    lines = known_hosts
+    if known_hosts_secret is not None:
+        lines = load_secret(known_hosts_secret, sources=sources, stack=stack).get_secret_value()
+    with ssh_key_file(name, sources=sources, stack=stack) as key:
+        hosts_file: Path | None = None
+        if lines is not None:
+            hosts_file = key.parent / "known_hosts"
+            _write_private(hosts_file, _normalise_key(lines))
+        elif known_hosts_file is not None:
+            hosts_file = Path(known_hosts_file).expanduser().resolve()
+            if not hosts_file.is_file():
+                msg = f"known_hosts_file {str(hosts_file)!r} does not exist"
+                raise ConfigError(msg)
+        yield {
+            "GIT_SSH_COMMAND": ssh_command(
+                key,
+                known_hosts_file=hosts_file,
+                strict_host_key_checking=strict_host_key_checking,
+            ),
+            "GIT_TERMINAL_PROMPT": "0",
+        }
