@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from oxeo_flows._checks import (
+    ImageRef,
+    PipRequirement,
+    VolumeSpec,
+)
 from oxeo_flows._model import Model, build, format_validation_error
 from oxeo_flows.errors import ConfigError
 
@@ -35,95 +40,10 @@ __all__ = [
 #: Block type slug of `prefect_docker.DockerRegistryCredentials`.
 REGISTRY_BLOCK_TYPE = "docker-registry-credentials"
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?"
-_IMAGE_RE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
 _MEM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _BLOCK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_VOLUME_MODES = frozenset(
-    {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate"}
-    | {"nocopy", "consistent", "cached", "delegated"}
-)
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def check_image(ref: str) -> str:
-    """Validate a container image reference (``[registry/]path[:tag][@sha256:digest]``).
-
-    Args:
-        ref: The reference.
-
-    Returns:
-        The reference, unchanged.
-
-    Raises:
-        ValueError: The reference is malformed; the message shows the expected form.
-    """
-    if not ref or ref != ref.strip() or not _IMAGE_RE.match(ref):
-        msg = (
-            f"image {ref!r} is not a valid image reference; expected "
-            "[REGISTRY[:PORT]/]REPOSITORY[:TAG][@sha256:DIGEST] with a lowercase repository, "
-            "e.g. 'prefecthq/prefect:3-python3.11'"
-        )
-        raise ValueError(msg)
-    return ref
-
-
-def check_volume(spec: str) -> str:
-    """Validate a Docker volume spec ``SOURCE:/container/path[:MODE[,MODE]]``.
-
-    Args:
-        spec: The volume spec.
-
-    Returns:
-        The spec, unchanged.
-
-    Raises:
-        ValueError: The spec is malformed.
-    """
-    parts = spec.split(":")
-    problem = None
-    if len(parts) not in {2, 3} or not all(parts[:2]):
-        problem = "must be SOURCE:/container/path[:MODE]"
-    elif not parts[1].startswith("/"):
-        problem = f"the container path {parts[1]!r} must be absolute"
-    elif len(parts) == 3 and not set(parts[2].split(",")) <= _VOLUME_MODES:
-        problem = f"unknown mode {parts[2]!r} (use ro or rw)"
-    if problem:
-        msg = f"volume {spec!r}: {problem}, e.g. '/srv/data:/data:ro'"
-        raise ValueError(msg)
-    return spec
-
-
-def check_pip_requirement(spec: str) -> str:
-    """Validate one pip requirement (PEP 508), e.g. ``s3fs>=2024.1``.
-
-    Args:
-        spec: The requirement.
-
-    Returns:
-        The requirement, unchanged.
-
-    Raises:
-        ValueError: It is not a valid requirement, or contains whitespace.
-    """
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        Requirement(spec)
-    except InvalidRequirement as exc:
-        msg = f"extra pip package {spec!r} is not a valid requirement: {exc}"
-        raise ValueError(msg) from None
-    if any(c.isspace() for c in spec):
-        # EXTRA_PIP_PACKAGES is split on whitespace by the Prefect image's entrypoint.
-        msg = f"extra pip package {spec!r} must not contain spaces (write 's3fs>=2024.1')"
-        raise ValueError(msg)
-    return spec
 
 
 class DockerJob(Model):
@@ -149,12 +69,12 @@ class DockerJob(Model):
             `docker_registry_credentials`); the pool references it, never a password.
     """
 
-    image: str | None = None
+    image: ImageRef | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    extra_pip_packages: tuple[str, ...] = ()
+    extra_pip_packages: tuple[PipRequirement, ...] = ()
     networks: tuple[str, ...] = ()
     network_mode: str | None = None
-    volumes: tuple[str, ...] = ()
+    volumes: tuple[VolumeSpec, ...] = ()
     mem_limit: str | None = None
     image_pull_policy: Literal["IfNotPresent", "Always", "IfPossible", "Never"] | None = None
     auto_remove: bool = False
@@ -170,11 +90,6 @@ class DockerJob(Model):
                 format_validation_error(exc, DockerJob, where="DockerJob(...)")
             ) from None
 
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str | None) -> str | None:
-        return None if v is None else check_image(v)
-
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
@@ -182,20 +97,6 @@ class DockerJob(Model):
             if not _ENV_NAME_RE.match(key):
                 msg = f"environment variable name {key!r} is invalid (letters, digits, '_')"
                 raise ValueError(msg)
-        return v
-
-    @field_validator("extra_pip_packages")
-    @classmethod
-    def _pip(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for spec in v:
-            check_pip_requirement(spec)
-        return v
-
-    @field_validator("volumes")
-    @classmethod
-    def _volumes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for spec in v:
-            check_volume(spec)
         return v
 
     @field_validator("networks")

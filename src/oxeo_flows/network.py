@@ -8,9 +8,9 @@ path with the project *id*), which is where the user's peered-VPC setup went wro
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from oxeo_flows._model import Model
 
@@ -91,6 +91,19 @@ def check_zone(value: str) -> str:
     return value
 
 
+ProjectId = Annotated[str, AfterValidator(check_project_id)]
+"""A GCP project id, validated by `check_project_id`."""
+ProjectNumber = Annotated[str, BeforeValidator(check_project_number)]
+"""A GCP project number (digits; an int is accepted), validated by `check_project_number`."""
+Region = Annotated[str, AfterValidator(check_region)]
+"""A GCP region such as ``europe-west4``."""
+Zone = Annotated[str, AfterValidator(check_zone)]
+"""A GCP zone such as ``europe-west4-a``."""
+NetworkName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "network"))]
+SubnetworkName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "subnetwork"))]
+RangeName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "reserved IP range"))]
+
+
 class GcpNetwork(Model):
     """A VPC network (and optionally a subnetwork) in a GCP project, possibly a Shared VPC.
 
@@ -116,14 +129,14 @@ class GcpNetwork(Model):
         ```
     """
 
-    project: str
-    project_number: str | None = None
-    network: str
-    subnetwork: str | None = None
-    region: str | None = None
-    reserved_ip_ranges: tuple[str, ...] = ()
-    host_project: str | None = None
-    host_project_number: str | None = None
+    project: ProjectId
+    project_number: ProjectNumber | None = None
+    network: NetworkName
+    subnetwork: SubnetworkName | None = None
+    region: Region | None = None
+    reserved_ip_ranges: tuple[RangeName, ...] = ()
+    host_project: ProjectId | None = None
+    host_project_number: ProjectNumber | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -151,38 +164,6 @@ class GcpNetwork(Model):
                 raise ValueError(msg)
             data[target] = number
         return data
-
-    @field_validator("project", "host_project")
-    @classmethod
-    def _project(cls, v: str | None) -> str | None:
-        return None if v is None else check_project_id(v)
-
-    @field_validator("project_number", "host_project_number", mode="before")
-    @classmethod
-    def _number(cls, v: str | int | None) -> str | None:
-        return None if v is None else check_project_number(v)
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, v: str) -> str:
-        return check_gcp_name(v, "network")
-
-    @field_validator("subnetwork")
-    @classmethod
-    def _subnetwork(cls, v: str | None) -> str | None:
-        return None if v is None else check_gcp_name(v, "subnetwork")
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        return None if v is None else check_region(v)
-
-    @field_validator("reserved_ip_ranges")
-    @classmethod
-    def _ranges(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for name in v:
-            check_gcp_name(name, "reserved IP range")
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> GcpNetwork:

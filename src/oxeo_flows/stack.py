@@ -33,15 +33,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from oxeo_flows._checks import ImageRef, PipRequirement, VolumeSpec
 from oxeo_flows._model import Model, format_validation_error, kebab
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.network import (
     AwsNetwork,
     GcpNetwork,
-    check_gcp_name,
+    ProjectId,
+    ProjectNumber,
+    RangeName,
+    Region,
+    SubnetworkName,
+    Zone,
     check_project_id,
-    check_project_number,
-    check_region,
     check_zone,
 )
 
@@ -103,23 +107,23 @@ class GcpEndpoints(Model):
 class GcpSection(Model):
     """``[gcp]``: the Google Cloud project and its private network."""
 
-    project: str | None = None
+    project: ProjectId | None = None
     """Project id where jobs and VMs run, e.g. `oxeo-main`."""
-    project_number: str | None = None
+    project_number: ProjectNumber | None = None
     """Number of `project` (digits); Vertex AI addresses networks by number."""
-    region: str | None = None
+    region: Region | None = None
     """Default region, e.g. `europe-west4`."""
-    zone: str | None = None
+    zone: Zone | None = None
     """Default zone, in `region`, e.g. `europe-west4-a`."""
     network: str | None = None
     """VPC network name (peered with Vertex AI for private access)."""
-    subnetwork: str | None = None
+    subnetwork: SubnetworkName | None = None
     """Subnetwork name in `region` where Dask VMs are placed."""
-    host_project: str | None = None
+    host_project: ProjectId | None = None
     """Shared VPC host project id that owns the network."""
-    host_project_number: str | None = None
+    host_project_number: ProjectNumber | None = None
     """Shared VPC host project number."""
-    reserved_ip_ranges: tuple[str, ...] = ()
+    reserved_ip_ranges: tuple[RangeName, ...] = ()
     """Private-services-access range names Vertex AI jobs may use."""
     service_account: str | None = None
     """Service account email for Vertex jobs and Dask VMs."""
@@ -127,38 +131,6 @@ class GcpSection(Model):
     """Name of a saved `GcpCredentials` block (default: application default credentials)."""
     endpoints: GcpEndpoints = GcpEndpoints()
     """API endpoint overrides."""
-
-    @field_validator("project", "host_project")
-    @classmethod
-    def _project(cls, v: str | None) -> str | None:
-        return None if v is None else check_project_id(v)
-
-    @field_validator("project_number", "host_project_number", mode="before")
-    @classmethod
-    def _number(cls, v: str | int | None) -> str | None:
-        return None if v is None else check_project_number(v)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        return None if v is None else check_region(v)
-
-    @field_validator("zone")
-    @classmethod
-    def _zone(cls, v: str | None) -> str | None:
-        return None if v is None else check_zone(v)
-
-    @field_validator("subnetwork")
-    @classmethod
-    def _subnetwork(cls, v: str | None) -> str | None:
-        return None if v is None else check_gcp_name(v, "subnetwork")
-
-    @field_validator("reserved_ip_ranges")
-    @classmethod
-    def _ranges(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for name in v:
-            check_gcp_name(name, "reserved IP range")
-        return v
 
     @field_validator("service_account")
     @classmethod
@@ -624,17 +596,17 @@ class StorageSection(Model):
 class DockerSection(Model):
     """``[docker]``: defaults for flow runs as Docker containers (``docker`` work pools)."""
 
-    image: str | None = None
+    image: ImageRef | None = None
     """Container image of the flow run."""
     env: dict[str, str] = {}
     """Environment of the container; never secret values."""
-    extra_pip_packages: tuple[str, ...] = ()
+    extra_pip_packages: tuple[PipRequirement, ...] = ()
     """Packages installed at container start (`EXTRA_PIP_PACKAGES`)."""
     networks: tuple[str, ...] = ()
     """Docker networks to attach."""
     network_mode: str | None = None
     """Docker network mode, e.g. `host`."""
-    volumes: tuple[str, ...] = ()
+    volumes: tuple[VolumeSpec, ...] = ()
     """Volume mounts, `SOURCE:TARGET[:ro|rw]`."""
     mem_limit: str | None = None
     """Memory limit, e.g. `4g`."""
@@ -656,31 +628,6 @@ class DockerSection(Model):
     """Name of the `DockerRegistryCredentials` block."""
     work_pool: str | None = None
     """Work pool deployments of this stack use for the `docker` runner."""
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str | None) -> str | None:
-        from oxeo_flows.docker_pool import check_image
-
-        return None if v is None else check_image(v)
-
-    @field_validator("extra_pip_packages")
-    @classmethod
-    def _pip(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from oxeo_flows.docker_pool import check_pip_requirement
-
-        for spec in v:
-            check_pip_requirement(spec)
-        return v
-
-    @field_validator("volumes")
-    @classmethod
-    def _volumes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from oxeo_flows.docker_pool import check_volume
-
-        for spec in v:
-            check_volume(spec)
-        return v
 
 
 def _plain_error(check: Any, value: str, label: str) -> str:

@@ -1,0 +1,116 @@
+"""Pure value checks shared by specs and stack sections, with `Annotated` field types.
+
+Each check raises `ValueError` with a message that shows the expected form; pydantic turns it
+into a validation error on the field that declared the type, and `oxeo_flows._model` into a
+`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+__all__ = [
+    "ImageRef",
+    "PipRequirement",
+    "VolumeSpec",
+    "check_image",
+    "check_pip_requirement",
+    "check_volume",
+]
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?"
+_IMAGE_RE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_VOLUME_MODES = frozenset(
+    {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate"}
+    | {"nocopy", "consistent", "cached", "delegated"}
+)
+
+
+def check_image(ref: str) -> str:
+    """Validate a container image reference (``[registry/]path[:tag][@sha256:digest]``).
+
+    Args:
+        ref: The reference.
+
+    Returns:
+        The reference, unchanged.
+
+    Raises:
+        ValueError: The reference is malformed; the message shows the expected form.
+    """
+    if not ref or ref != ref.strip() or not _IMAGE_RE.match(ref):
+        msg = (
+            f"image {ref!r} is not a valid image reference; expected "
+            "[REGISTRY[:PORT]/]REPOSITORY[:TAG][@sha256:DIGEST] with a lowercase repository, "
+            "e.g. 'prefecthq/prefect:3-python3.11'"
+        )
+        raise ValueError(msg)
+    return ref
+
+
+def check_volume(spec: str) -> str:
+    """Validate a Docker volume spec ``SOURCE:/container/path[:MODE[,MODE]]``.
+
+    Args:
+        spec: The volume spec.
+
+    Returns:
+        The spec, unchanged.
+
+    Raises:
+        ValueError: The spec is malformed.
+    """
+    parts = spec.split(":")
+    problem = None
+    if len(parts) not in {2, 3} or not all(parts[:2]):
+        problem = "must be SOURCE:/container/path[:MODE]"
+    elif not parts[1].startswith("/"):
+        problem = f"the container path {parts[1]!r} must be absolute"
+    elif len(parts) == 3 and not set(parts[2].split(",")) <= _VOLUME_MODES:
+        problem = f"unknown mode {parts[2]!r} (use ro or rw)"
+    if problem:
+        msg = f"volume {spec!r}: {problem}, e.g. '/srv/data:/data:ro'"
+        raise ValueError(msg)
+    return spec
+
+
+def check_pip_requirement(spec: str) -> str:
+    """Validate one pip requirement (PEP 508), e.g. ``s3fs>=2024.1``.
+
+    Args:
+        spec: The requirement.
+
+    Returns:
+        The requirement, unchanged.
+
+    Raises:
+        ValueError: It is not a valid requirement, or contains whitespace.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(spec)
+    except InvalidRequirement as exc:
+        msg = f"extra pip package {spec!r} is not a valid requirement: {exc}"
+        raise ValueError(msg) from None
+    if any(c.isspace() for c in spec):
+        # EXTRA_PIP_PACKAGES is split on whitespace by the Prefect image's entrypoint.
+        msg = f"extra pip package {spec!r} must not contain spaces (write 's3fs>=2024.1')"
+        raise ValueError(msg)
+    return spec
+
+
+ImageRef = Annotated[str, AfterValidator(check_image)]
+"""A container image reference, validated by `check_image`."""
+VolumeSpec = Annotated[str, AfterValidator(check_volume)]
+"""A Docker volume spec, validated by `check_volume`."""
+PipRequirement = Annotated[str, AfterValidator(check_pip_requirement)]
+"""A pip requirement, validated by `check_pip_requirement`."""
