@@ -6,17 +6,50 @@ every key, its type, default, environment variable and description.
 
 from __future__ import annotations
 
+import json
+import types
 import typing
 from typing import Any
+
+from pydantic_core import PydanticUndefined
 
 MARKER = "<!-- stack-reference -->"
 
 
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
 def _type_name(annotation: Any) -> str:
-    text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
-    for noise in ("typing.", "oxeo_flows.stack.", "<class '", "'>"):
-        text = text.replace(noise, "")
-    return text.replace("|", "\\|")
+    """A TOML-flavoured name for a field type: ``string``, ``list of string``, ``'a' | 'b'``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " \\| ".join(names)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a!r}`" for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return "[" + ", ".join(_type_name(a) for a in args) + "]"
+    if origin is dict:
+        return f"table of {_type_name(args[1])}"
+    if annotation is typing.Any:
+        return "any"
+    return _SCALARS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _default_text(default: Any) -> str:
+    """The default as it would be written in TOML, or a dash when there is none."""
+    if default is None or default is PydanticUndefined:
+        return "—"
+    value = list(default) if isinstance(default, tuple) else default
+    try:
+        return f"`{json.dumps(value)}`"
+    except TypeError:
+        return f"`{value!r}`"
 
 
 def _rows(model: type, prefix: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, Any, str]]:
@@ -61,9 +94,9 @@ def render() -> str:
                     continue
                 key = ".".join(p.replace("_", "-") for p in path)
                 env = "OXEO_FLOWS_" + "__".join(p.upper() for p in path)
-                default_text = "—" if default is None or default is typing.Any else f"`{default!r}`"
+                default_text = _default_text(default)
                 out.append(
-                    f"| `{key}` | `{_type_name(annotation)}` | {default_text} | `{env}` | "
+                    f"| `{key}` | {_type_name(annotation)} | {default_text} | `{env}` | "
                     f"{description.replace(chr(10), ' ')} |"
                 )
             out.append("")
