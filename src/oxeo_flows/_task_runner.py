@@ -1,10 +1,17 @@
-"""A `DaskTaskRunner` that submits tasks without re-serialising Prefect's settings each time.
+"""A `DaskTaskRunner` that does Prefect's per-task bookkeeping once per flow run instead.
 
-Prefect-dask calls ``prefect.context.serialize_context()`` for every task submission, and most
-of that cost (about 70 ms a task on a 2-core machine, measured in ``benchmarks/local_runner.py``)
-is dumping the full ``Settings`` model, which does not change during a flow run. This runner
-serialises the settings once per settings context and sends them with each task; workers
-rebuild the ``SettingsContext`` once per key (bounded cache) instead of once per task.
+Profiling prefect-dask on a 2-core machine (``benchmarks/local_runner.py``) showed three costs
+paid on every task that do not change during a flow run:
+
+1. ``serialize_context()`` dumps the full ``Settings`` model (~70 ms a task): here the settings
+   are serialised once per settings context, and workers rebuild the ``SettingsContext`` once
+   per key (bounded cache);
+2. serialising the flow run context re-renders its result store block (~24 ms a task): here it
+   is cached per flow run context and state;
+3. Dask worker threads have no ``SyncClientContext``, so Prefect's task engine built two new API
+   clients per task (~28 ms of CPU each): here a worker keeps one client per settings, shared by
+   its threads as in Prefect's own thread-pool runner.
+
 Everything else is what prefect-dask does: the same task engine, states, results and futures.
 
 The module is importable (never ``__main__``), so Prefect pickles the runner by reference.
@@ -21,33 +28,63 @@ from uuid import UUID, uuid4
 from oxeo_flows._extras import require
 
 if TYPE_CHECKING:
-    from prefect.context import SettingsContext
+    from prefect.context import SettingsContext, SyncClientContext
     from prefect.tasks import Task
 
 __all__ = ["fast_submit_base", "serialize_task_context"]
 
 _WORKER_CACHE_SIZE = 16
 _worker_settings: OrderedDict[str, SettingsContext] = OrderedDict()
-_worker_lock = threading.Lock()
+_worker_clients: OrderedDict[str, SyncClientContext] = OrderedDict()
+_worker_lock = threading.RLock()
 
 
 def _settings_on_worker(key: str, data: dict[str, Any]) -> SettingsContext:
+    """The flow's settings context on this worker, built once per key (single-flight)."""
     from prefect.context import SettingsContext
 
+    cached = _worker_settings.get(key)
+    if cached is not None:
+        return cached
     with _worker_lock:
+        # Built under the lock: the first tasks of a flow arrive on every worker thread at
+        # once, and each build is ~0.5 s of GIL-bound work that must not be done N times.
         cached = _worker_settings.get(key)
         if cached is not None:
-            _worker_settings.move_to_end(key)
             return cached
-    ctx = SettingsContext(**data) if data else SettingsContext.get()
-    if ctx is None:  # pragma: no cover - Prefect always has a global settings context
-        msg = "no Prefect settings context on this Dask worker"
-        raise RuntimeError(msg)
-    with _worker_lock:
+        ctx = SettingsContext(**data) if data else SettingsContext.get()
+        if ctx is None:  # pragma: no cover - Prefect always has a global settings context
+            msg = "no Prefect settings context on this Dask worker"
+            raise RuntimeError(msg)
         _worker_settings[key] = ctx
         while len(_worker_settings) > _WORKER_CACHE_SIZE:
             _worker_settings.popitem(last=False)
-    return ctx
+        return ctx
+
+
+def _client_context(key: str) -> SyncClientContext:
+    """The worker's Prefect API client context for the settings ``key`` (created once).
+
+    Prefect's task engine reuses the client of the current ``SyncClientContext``; Dask worker
+    threads have none, so without this every task built two new clients (~28 ms of CPU each
+    here). Like Prefect's own thread-pool runner, the worker threads share one client (httpx
+    clients are thread-safe); it must be called inside the flow's settings context.
+    """
+    from prefect.context import SyncClientContext
+
+    ctx = _worker_clients.get(key)
+    if ctx is not None:
+        return ctx
+    with _worker_lock:
+        ctx = _worker_clients.get(key)
+        if ctx is None:
+            ctx = SyncClientContext()
+            ctx.client.__enter__()
+            _worker_clients[key] = ctx
+            # Forget (without closing: another thread may still use it) the oldest clients.
+            while len(_worker_clients) > _WORKER_CACHE_SIZE:
+                _worker_clients.popitem(last=False)
+        return ctx
 
 
 def run_task_on_worker(
@@ -58,23 +95,43 @@ def run_task_on_worker(
     **kwargs: Any,
 ) -> Any:
     """Run one Prefect task on a Dask worker, inside the flow's (cached) settings context."""
+    from prefect.context import SyncClientContext
     from prefect.task_engine import run_task_async, run_task_sync
 
     ctx = _settings_on_worker(oxeo_settings_key, oxeo_settings)
     with ctx.model_copy():
-        if task.isasync:
-            return asyncio.run(run_task_async(task=task, **kwargs))
-        return run_task_sync(task=task, **kwargs)
+        client_token = SyncClientContext.__var__.set(_client_context(oxeo_settings_key))
+        try:
+            if task.isasync:
+                return asyncio.run(run_task_async(task=task, **kwargs))
+            return run_task_sync(task=task, **kwargs)
+        finally:
+            SyncClientContext.__var__.reset(client_token)
 
 
 def serialize_task_context(
-    task: Task[Any, Any], task_run_id: UUID, dependencies: dict[str, Any]
+    task: Task[Any, Any],
+    task_run_id: UUID,
+    dependencies: dict[str, Any],
+    flow_run_payload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``prefect.context.serialize_context()`` without the settings (sent separately)."""
+    """``prefect.context.serialize_context()`` without the settings (sent separately).
+
+    Args:
+        task: The task being submitted.
+        task_run_id: Its task run id.
+        dependencies: Its task run inputs.
+        flow_run_payload: The already serialised flow run context, when the caller caches it.
+
+    Returns:
+        The context dict that Prefect's task engine hydrates on the worker.
+    """
     from prefect import context as prefect_context
     from prefect.context import AssetContext, EngineContext, TagsContext, TaskRunContext
 
-    flow_run_context = EngineContext.get()
+    if flow_run_payload is None:
+        flow_run_context = EngineContext.get()
+        flow_run_payload = flow_run_context.serialize() if flow_run_context else {}
     task_run_context = TaskRunContext.get()
     tags_context = TagsContext.get()
     deployment_var = getattr(prefect_context, "_deployment_id", None)
@@ -85,7 +142,7 @@ def serialize_task_context(
         task=task, task_run_id=task_run_id, task_inputs=dependencies, copy_to_child_ctx=True
     )
     return {
-        "flow_run_context": flow_run_context.serialize() if flow_run_context else {},
+        "flow_run_context": flow_run_payload,
         "task_run_context": task_run_context.serialize() if task_run_context else {},
         "tags_context": tags_context.serialize() if tags_context else {},
         "settings_context": {},
@@ -112,7 +169,7 @@ def fast_submit_base() -> type[Any]:
 def _build_runner_class() -> type[Any]:
     distributed = require("distributed", "dask")
     prefect_dask = require("prefect_dask", "dask")
-    from prefect.context import SettingsContext
+    from prefect.context import EngineContext, SettingsContext
     from prefect.utilities.engine import collect_task_run_inputs_sync
     from prefect_dask.task_runners import PrefectDaskFuture
 
@@ -124,6 +181,7 @@ def _build_runner_class() -> type[Any]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._settings_cache: tuple[object, str, dict[str, Any]] | None = None
+            self._flow_run_cache: tuple[object, object, dict[str, Any]] | None = None
 
         def duplicate(self) -> FastSubmitDaskTaskRunner:
             return type(self)(
@@ -144,6 +202,22 @@ def _build_runner_class() -> type[Any]:
             key = f"oxeo-settings-{uuid4().hex}"
             self._settings_cache = (ctx, key, data)
             return key, data
+
+        def _flow_run_payload(self) -> dict[str, Any]:
+            # Serialising the flow run context re-renders its result store block (JSON schema,
+            # slugs): ~24 ms a task here. Within one flow body it does not change; a new context
+            # (a nested flow) or a new flow run state invalidates the cache.
+            ctx = EngineContext.get()
+            if ctx is None:
+                return {}
+            flow_run = getattr(ctx, "flow_run", None)
+            state_key = getattr(flow_run, "state_id", None)
+            cached = self._flow_run_cache
+            if cached is not None and cached[0] is ctx and cached[1] == state_key:
+                return cached[2]
+            payload = ctx.serialize()
+            self._flow_run_cache = (ctx, state_key, payload)
+            return payload
 
         def submit(
             self,
@@ -179,7 +253,7 @@ def _build_runner_class() -> type[Any]:
                 wait_for=wait_for,
                 dependencies=inputs,
                 return_type="state",
-                context=serialize_task_context(task, task_run_id, inputs),
+                context=serialize_task_context(task, task_run_id, inputs, self._flow_run_payload()),
             )
             future.task_run_id = task_run_id
             return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)

@@ -64,8 +64,10 @@ def pipeline(tiles: list[str] | None = None, output_dir: str = "demo-output") ->
     out = str(Path(output_dir).resolve())
     futures = process_tile.map(tiles, output_dir=out)
     summary = write_summary.submit(futures, out)
-    summary.wait()
-    states = [f.state for f in [*futures, summary]]
+    every = [*futures, summary]
+    for future in every:
+        future.wait()  # the final state is then known here, without asking the API
+    states = [f.state for f in every]
     return {
         "summary": summary.result(),
         "tasks": len(states),
