@@ -33,6 +33,7 @@ Every Prefect API failure is translated into `PoolError`.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 from collections.abc import Mapping
@@ -480,7 +481,7 @@ async def aensure_pool(
     adopt: bool = False,
     dry_run: bool = False,
 ) -> PoolResult:
-    """Async twin of `ensure_pool` (same arguments, result and errors).
+    """Async `ensure_pool`: the same work on a worker thread, never blocking the event loop.
 
     Args:
         name: Work pool name.
@@ -492,46 +493,18 @@ async def aensure_pool(
         dry_run: Read only; the result says what would be written.
 
     Returns:
-        What was (or would be) done.
+        What was (or would be) done (same result and errors as `ensure_pool`).
     """
-    _check_args(name, concurrency_limit)
-    type_template, ours = _prepare(type, defaults)
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-    from prefect.exceptions import ObjectNotFound
+    import anyio.to_thread
 
-    errors = _api_errors()
-    try:
-        async with get_client() as client:
-            try:
-                existing: WorkPool | None = await client.read_work_pool(name)
-            except ObjectNotFound:
-                existing = None
-            except errors as exc:
-                raise _api_error(name, "read", exc) from exc
-            plan = _plan(
-                name,
-                type=type,
-                existing=existing,
-                type_template=type_template,
-                ours=ours,
-                description=description,
-                concurrency_limit=concurrency_limit,
-                adopt=adopt,
-            )
-            if dry_run or plan.action == "none":
-                return _result(name, type, plan, dry_run)
-            try:
-                if plan.action == "create":
-                    await client.create_work_pool(
-                        WorkPoolCreate(**_create_kwargs(name, type, plan))
-                    )
-                else:
-                    await client.update_work_pool(name, WorkPoolUpdate(**_update_kwargs(plan)))
-            except errors as exc:
-                raise _api_error(name, plan.action, exc) from exc
-    except (PoolError, ConfigError, MissingExtraError):
-        raise
-    except errors as exc:
-        raise _api_error(name, "reach the Prefect API for", exc) from exc
-    return _result(name, type, plan, dry_run)
+    call = functools.partial(
+        ensure_pool,
+        name,
+        type=type,
+        defaults=defaults,
+        description=description,
+        concurrency_limit=concurrency_limit,
+        adopt=adopt,
+        dry_run=dry_run,
+    )
+    return await anyio.to_thread.run_sync(call)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,8 @@ import grpc
 from google.cloud.aiplatform_v1.types import custom_job, job_service, job_state
 from google.protobuf import empty_pb2
 from google.rpc import status_pb2
+
+from tests.fakes._grpc import LoopbackGrpcFake
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 State = job_state.JobState
@@ -34,7 +35,7 @@ class _Job:
 
 
 @dataclass
-class FakeJobService:
+class FakeJobService(LoopbackGrpcFake):
     """In-memory Vertex AI JobService. Use `start()` / `stop()` or as a context manager.
 
     Attributes:
@@ -138,26 +139,7 @@ class FakeJobService:
                 ),
             },
         )
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server = server
-        self.endpoint = f"127.0.0.1:{port}"
-        return self.endpoint
-
-    def stop(self) -> None:
-        """Stop serving (waits at most one second for calls in flight)."""
-        if self._server is not None:
-            self._server.stop(grace=1).wait()
-            self._server = None
-
-    def __enter__(self) -> FakeJobService:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve(handler, max_workers=8)
 
 
 def async_client(endpoint: str) -> Any:

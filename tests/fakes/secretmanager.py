@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1.types import resources, service
+
+from tests.fakes._grpc import LoopbackGrpcFake
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 
@@ -30,7 +31,7 @@ class _Fault:
 
 
 @dataclass
-class FakeSecretManager:
+class FakeSecretManager(LoopbackGrpcFake):
     """In-memory Secret Manager. Use `start()` / `stop()` or as a context manager."""
 
     secrets: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
@@ -161,23 +162,4 @@ class FakeSecretManager:
                 ),
             },
         )
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server = server
-        self.endpoint = f"127.0.0.1:{port}"
-        return self.endpoint
-
-    def stop(self) -> None:
-        """Stop serving (waits at most one second for calls in flight)."""
-        if self._server is not None:
-            self._server.stop(grace=1).wait()
-            self._server = None
-
-    def __enter__(self) -> FakeSecretManager:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve(handler, max_workers=16)
