@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_secret,
         ssh_key_file,
     )
-    from oxeo_flows.stack import Stack, load_stack
+    from oxeo_flows.stack import Stack, load_stack, resolve_stack
     from oxeo_flows.vertex import VertexJob, ensure_vertex_pool, vertex_job
 
 # Public name -> module that defines it. Keep one name per line, sorted within each group.
@@ -88,6 +88,7 @@ _LAZY: dict[str, str] = {
     "GcpNetwork": "oxeo_flows.network",
     "Stack": "oxeo_flows.stack",
     "load_stack": "oxeo_flows.stack",
+    "resolve_stack": "oxeo_flows.stack",
     # dask
     "dask_runner": "oxeo_flows.runners",
     # --- capabilities: add one line per public name below ---
@@ -166,6 +167,7 @@ __all__ = [
     "google_credentials_from_secret",
     "load_secret",
     "load_stack",
+    "resolve_stack",
     "run_doctor",
     "s3_bucket",
     "ssh_key_file",

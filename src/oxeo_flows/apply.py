@@ -415,10 +415,9 @@ def apply_stack(
         ```
     """
     from oxeo_flows.errors import MissingExtraError
-    from oxeo_flows.stack import Stack as _Stack
-    from oxeo_flows.stack import load_stack
+    from oxeo_flows.stack import resolve_stack
 
-    the_stack = stack if isinstance(stack, _Stack) else load_stack(stack)
+    the_stack = resolve_stack(stack)
 
     # 1. build: validate everything before any I/O on the API.
     errors: list[str] = []

@@ -32,7 +32,7 @@ _ALLOWED = frozenset(
 )
 
 
-def aws_credentials(*, stack: Stack | None = None, **overrides: Any) -> AwsCredentials:
+def aws_credentials(*, stack: Stack | str | None = None, **overrides: Any) -> AwsCredentials:
     """Build a `prefect_aws.AwsCredentials` block from the stack's ``aws`` section.
 
     Args:
@@ -64,10 +64,9 @@ def aws_credentials(*, stack: Stack | None = None, **overrides: Any) -> AwsCrede
             f"valid ones are {sorted(_ALLOWED)}"
         )
         raise ConfigError(msg)
-    if stack is None:
-        from oxeo_flows.stack import load_stack
+    from oxeo_flows.stack import resolve_stack
 
-        stack = load_stack()
+    stack = resolve_stack(stack)
     section = stack.aws
     region = overrides.get("region_name", section.region)
     profile = overrides.get("profile_name", section.profile)

@@ -153,14 +153,6 @@ def _load_flow(root: Path, entrypoint: str) -> Any:
         raise DeployError(msg) from exc
 
 
-def _stack(stack: Stack | str | None) -> Stack:
-    from oxeo_flows.stack import Stack, load_stack
-
-    if isinstance(stack, Stack):
-        return stack
-    return load_stack(stack)
-
-
 def _code_digest(root: Path, stack: Stack) -> str:
     import hashlib
 
@@ -351,7 +343,9 @@ def deploy_flow(
             "it must be non-empty and contain no '/', '%', '&', '<' or '>'"
         )
         raise ConfigError(msg)
-    the_stack = _stack(stack)
+    from oxeo_flows.stack import resolve_stack
+
+    the_stack = resolve_stack(stack)
     root = Path(src).resolve()
     if not root.is_dir():
         msg = f"project directory {str(root)!r} does not exist"

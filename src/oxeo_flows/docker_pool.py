@@ -212,15 +212,13 @@ _SECTION_FIELDS = (
 )
 
 
-def _stack(stack: Stack | None) -> Stack:
-    if stack is not None:
-        return stack
-    from oxeo_flows.stack import load_stack
+def _stack(stack: Stack | str | None) -> Stack:
+    from oxeo_flows.stack import resolve_stack
 
-    return load_stack()
+    return resolve_stack(stack)
 
 
-def docker_job(*, stack: Stack | None = None, **overrides: Any) -> DockerJob:
+def docker_job(*, stack: Stack | str | None = None, **overrides: Any) -> DockerJob:
     """Build a `DockerJob` from the stack's ``docker`` section and keyword overrides.
 
     Args:
@@ -261,7 +259,7 @@ def docker_registry_credentials(
     username: str | None = None,
     *,
     password_secret: str | None = None,
-    stack: Stack | None = None,
+    stack: Stack | str | None = None,
     reauth: bool = True,
 ) -> DockerRegistryCredentials:
     """Build a `prefect_docker.DockerRegistryCredentials` block, reading the password from a secret.
@@ -313,7 +311,7 @@ def ensure_docker_pool(
     name: str | None = None,
     job: DockerJob | None = None,
     *,
-    stack: Stack | None = None,
+    stack: Stack | str | None = None,
     description: str | None = None,
     concurrency_limit: int | None = None,
     adopt: bool | None = None,

@@ -139,20 +139,14 @@ def run_doctor(stack: Stack | str | None = None) -> DoctorReport:
             print(check.status, check.group, check.name, check.message, check.fix or "")
         ```
     """
-    from oxeo_flows.stack import Stack as _Stack
-    from oxeo_flows.stack import load_stack
+    from oxeo_flows.stack import resolve_stack
 
     out = _Out()
-    if isinstance(stack, _Stack):
-        the_stack = stack
-    else:
-        try:
-            the_stack = load_stack(stack)
-        except ConfigError as exc:
-            out.add(
-                "stack", "validates", "fail", str(exc), "fix the key named above in the stack file"
-            )
-            return DoctorReport(None, out.checks)
+    try:
+        the_stack = resolve_stack(stack)
+    except ConfigError as exc:
+        out.add("stack", "validates", "fail", str(exc), "fix the key named above in the stack file")
+        return DoctorReport(None, out.checks)
     where = f" ({the_stack.file})" if the_stack.file else " (built-in)"
     out.add("stack", "validates", "ok", f"stack {the_stack.name!r} is valid{where}")
     for step in (

@@ -197,7 +197,7 @@ def s3_bucket(
     bucket: str | None = None,
     folder: str | None = None,
     *,
-    stack: Stack | None = None,
+    stack: Stack | str | None = None,
     credentials: AwsCredentials | None = None,
     **overrides: Any,
 ) -> S3Bucket:
@@ -241,12 +241,10 @@ def s3_bucket(
     return block
 
 
-def _stack(stack: Stack | None) -> Stack:
-    if stack is not None:
-        return stack
-    from oxeo_flows.stack import load_stack
+def _stack(stack: Stack | str | None) -> Stack:
+    from oxeo_flows.stack import resolve_stack
 
-    return load_stack()
+    return resolve_stack(stack)
 
 
 def _resolve_target(
@@ -590,7 +588,7 @@ def sync_code(
     folder: str | None = None,
     delete: bool | None = None,
     dry_run: bool = False,
-    stack: Stack | None = None,
+    stack: Stack | str | None = None,
     credentials: AwsCredentials | None = None,
     client: Any = None,
     ignore: Sequence[str] = (),

@@ -67,6 +67,7 @@ __all__ = [
     "VertexSection",
     "find_config_file",
     "load_stack",
+    "resolve_stack",
 ]
 
 ENV_PREFIX = "OXEO_FLOWS_"
@@ -1093,3 +1094,69 @@ def load_stack(
     stack._origins = origins
     stack._file = path
     return stack
+
+
+# ----------------------------------------------------------------------------- resolving
+
+_memo: dict[str | None, tuple[tuple[Any, ...], Stack]] = {}
+
+
+def _fingerprint(stack_file: Path | None) -> tuple[Any, ...]:
+    """What the active stack depends on: cwd, ``OXEO_FLOWS_*`` variables, the config file.
+
+    Cheap enough for every call (a few microseconds): the environment is scanned in its raw
+    form, and a single ``stat`` sees an edited config file, or (when there is none) a file
+    created or removed in the working directory.
+    """
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        env = tuple(kv for kv in data.items() if kv[0].startswith(b"OXEO_FLOWS_"))
+    else:  # pragma: no cover - non-CPython environ
+        env = tuple(kv for kv in os.environ.items() if kv[0].startswith("OXEO_FLOWS_"))
+    cwd = os.getcwd()
+    try:
+        stamp = os.stat(stack_file if stack_file is not None else cwd).st_mtime_ns
+    except OSError:
+        stamp = None
+    return (cwd, env, stamp)
+
+
+def resolve_stack(stack: Stack | str | None = None) -> Stack:
+    """The one resolver behind every ``stack=`` argument of oxeo-flows.
+
+    A `Stack` is returned as is; a name (or None, the active stack) is loaded with
+    `load_stack` and remembered until the working directory, an ``OXEO_FLOWS_*`` variable or
+    the configuration file changes.
+
+    Args:
+        stack: A `Stack`, a stack name, or None for the active stack.
+
+    Returns:
+        The stack.
+
+    Raises:
+        ConfigError: ``stack`` is of another type, or the stack does not load.
+
+    Example:
+        ```python
+        from oxeo_flows import resolve_stack
+
+        assert resolve_stack("local").name == "local"
+        ```
+    """
+    if isinstance(stack, Stack):
+        return stack
+    if stack is not None and not isinstance(stack, str):
+        msg = f"stack must be a Stack, a stack name or None, got {type(stack).__name__}"
+        raise ConfigError(msg)
+    memo = _memo.get(stack)
+    if memo is not None and memo[0] == _fingerprint(memo[1].file):
+        return memo[1]
+    loaded = load_stack(stack)
+    _memo[stack] = (_fingerprint(loaded.file), loaded)
+    return loaded
+
+
+def forget_stacks() -> None:
+    """Forget the stacks `resolve_stack` remembered (they are re-read on next use)."""
+    _memo.clear()

@@ -452,7 +452,7 @@ def _section_and_path(stack: Stack, pool: str | None) -> tuple[VertexSection, tu
 
 
 def vertex_job(
-    *, stack: Stack | None = None, pool: str | None = None, **overrides: Any
+    *, stack: Stack | str | None = None, pool: str | None = None, **overrides: Any
 ) -> VertexJob:
     """Build a `VertexJob` from the active stack's ``vertex`` and ``gcp`` sections.
 
@@ -481,10 +481,9 @@ def vertex_job(
         my_flow.deploy("extract", work_pool_name="vertex", job_variables=job.job_variables())
         ```
     """
-    if stack is None:
-        from oxeo_flows.stack import load_stack
+    from oxeo_flows.stack import resolve_stack
 
-        stack = load_stack()
+    stack = resolve_stack(stack)
     section, path = _section_and_path(stack, pool)
     gcp = stack.gcp
     data: dict[str, Any] = {}
@@ -616,7 +615,7 @@ def ensure_vertex_pool(
     dry_run: bool = False,
     description: str | None = None,
     concurrency_limit: int | None = None,
-    stack: Stack | None = None,
+    stack: Stack | str | None = None,
 ) -> PoolResult:
     """Create or update a ``vertex-ai`` work pool whose job defaults are ``job``'s values.
 
@@ -656,12 +655,11 @@ def ensure_vertex_pool(
         ```
     """
     from oxeo_flows.pools import ensure_pool
+    from oxeo_flows.stack import resolve_stack
 
+    if job is None or stack is not None:
+        stack = resolve_stack(stack)
     if job is None:
-        if stack is None:
-            from oxeo_flows.stack import load_stack
-
-            stack = load_stack()
         job = vertex_job(stack=stack)
     if credentials_block is None and stack is not None:
         credentials_block = stack.vertex.credentials_block or stack.gcp.credentials_block

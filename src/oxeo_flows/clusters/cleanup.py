@@ -17,7 +17,7 @@ from oxeo_flows._extras import require
 from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN
 from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN
 from oxeo_flows.errors import ClusterError, ConfigError
-from oxeo_flows.stack import Stack, load_stack
+from oxeo_flows.stack import Stack, resolve_stack
 
 __all__ = ["ClusterVM", "delete_cluster_vms", "list_cluster_vms", "parse_age"]
 
@@ -246,7 +246,7 @@ def list_cluster_vms(
         ConfigError: Nowhere to look.
         ClusterError: A cloud API call failed.
     """
-    resolved = stack if isinstance(stack, Stack) else load_stack(stack)
+    resolved = resolve_stack(stack)
     vms: list[ClusterVM] = []
     for cloud in _clouds(resolved, clouds):
         vms.extend(_gce_list(resolved) if cloud == "gcp" else _ec2_list(resolved))
@@ -270,7 +270,7 @@ def delete_cluster_vms(
     Raises:
         ClusterError: A cloud API call failed.
     """
-    resolved = stack if isinstance(stack, Stack) else load_stack(stack)
+    resolved = resolve_stack(stack)
     _gce_delete(resolved, [vm for vm in vms if vm.cloud == "gcp"])
     _ec2_delete(resolved, [vm for vm in vms if vm.cloud == "ec2"])
     return vms

@@ -19,14 +19,13 @@ import asyncio
 import contextvars
 import functools
 import importlib
-import os
 import random
 import threading
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from pydantic import SecretStr
 
@@ -89,7 +88,6 @@ _lock = threading.Lock()
 # key -> (expires at (monotonic), outcome)
 _cache: dict[tuple[Hashable, ...], tuple[float, Fetched | SourceNotFound]] = {}
 _inflight: dict[tuple[Hashable, ...], Future[Fetched | SourceNotFound]] = {}
-_stack_memo: dict[str | None, tuple[tuple[Any, ...], Stack]] = {}
 _executor: ThreadPoolExecutor | None = None
 _parse = functools.lru_cache(maxsize=1024)(parse_secret_ref)
 
@@ -101,7 +99,9 @@ def clear_secret_cache() -> None:
     """
     with _lock:
         _cache.clear()
-        _stack_memo.clear()
+        from oxeo_flows.stack import forget_stacks
+
+        forget_stacks()
 
 
 _loaded_modules: dict[str, SourceModule] = {}
@@ -121,45 +121,6 @@ def _executor_() -> ThreadPoolExecutor:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oxeo-secrets")
         return _executor
-
-
-# ----------------------------------------------------------------------------- stack
-
-
-def _fingerprint(stack_file: Any) -> tuple[Any, ...]:
-    """What the active stack depends on: cwd, OXEO_FLOWS_* variables, the config file.
-
-    Cheap enough for every lookup (a few microseconds): the environment is scanned in its
-    raw form, and a single ``stat`` sees an edited config file, or (when there is none) a
-    file created or removed in the working directory.
-    """
-    data = getattr(os.environ, "_data", None)
-    if isinstance(data, dict):
-        env = tuple(kv for kv in data.items() if kv[0].startswith(b"OXEO_FLOWS_"))
-    else:  # pragma: no cover - non-CPython environ
-        env = tuple(kv for kv in os.environ.items() if kv[0].startswith("OXEO_FLOWS_"))
-    cwd = os.getcwd()
-    try:
-        stamp = os.stat(stack_file if stack_file is not None else cwd).st_mtime_ns
-    except OSError:
-        stamp = None
-    return (cwd, env, stamp)
-
-
-def _resolve_stack(stack: Stack | str | None) -> Stack:
-    from oxeo_flows.stack import Stack, load_stack
-
-    if isinstance(stack, Stack):
-        return stack
-    if stack is not None and not isinstance(stack, str):
-        msg = f"stack must be a Stack, a stack name or None, got {type(stack).__name__}"
-        raise ConfigError(msg)
-    memo = _stack_memo.get(stack)
-    if memo is not None and memo[0] == _fingerprint(memo[1].file):
-        return memo[1]
-    loaded = load_stack(stack)
-    _stack_memo[stack] = (_fingerprint(loaded.file), loaded)
-    return loaded
 
 
 # ----------------------------------------------------------------------------- planning
@@ -374,7 +335,9 @@ def resolve_secret(
         SecretIntegrityError: The payload failed its checksum.
         ConfigError: The name, sources or stack are invalid.
     """
-    resolved = _resolve_stack(stack)
+    from oxeo_flows.stack import resolve_stack
+
+    resolved = resolve_stack(stack)
     ref, lookups, origin = _plan(name, sources, version, resolved)
     tried: list[tuple[str, str]] = []
     for lookup in lookups:
@@ -404,7 +367,9 @@ async def aresolve_secret(
     Returns:
         The value with its source and location.
     """
-    resolved = _resolve_stack(stack)
+    from oxeo_flows.stack import resolve_stack
+
+    resolved = resolve_stack(stack)
     ref, lookups, origin = _plan(name, sources, version, resolved)
     tried: list[tuple[str, str]] = []
     for lookup in lookups:
