@@ -62,8 +62,8 @@ def _timed(fn: Any, calls: int) -> tuple[float, float]:
 
 
 def rendering(project: Path, calls: int) -> None:
+    from oxeo_flows import vertex_job
     from oxeo_flows.stack import load_stack
-    from oxeo_flows.vertex import vertex_job
 
     stack = load_stack(project_dir=project)
     job = vertex_job(stack=stack)
@@ -82,8 +82,8 @@ def round_trips(project: Path) -> None:
     import httpx
     from prefect.testing.utilities import prefect_test_harness
 
+    from oxeo_flows import ensure_vertex_pool, vertex_job
     from oxeo_flows.stack import load_stack
-    from oxeo_flows.vertex import ensure_vertex_pool, vertex_job
 
     seen: list[tuple[str, str]] = []
     send = httpx.Client.send

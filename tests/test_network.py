@@ -52,7 +52,7 @@ def test_missing_number_is_explained() -> None:
     [
         (
             {"project": "oxeo-main", "network": "projects/oxeo-main/global/networks/dask"},
-            "looks like a project id",
+            "names the project by id .* needs the project NUMBER",
         ),
         (
             {

@@ -94,6 +94,7 @@ def test_active_stack_precedence(stack_file: Any, monkeypatch: pytest.MonkeyPatc
 def test_env_lists_json_and_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OXEO_FLOWS_SECRETS__SOURCES", "gcp, env")
     monkeypatch.setenv("OXEO_FLOWS_GCP__RESERVED_IP_RANGES", '["a-range", "b-range"]')
+    monkeypatch.setenv("OXEO_FLOWS_GCP__NETWORK", "dask")
     monkeypatch.setenv("OXEO_FLOWS_DASK__ADAPT", "[1, 8]")
     monkeypatch.setenv("OXEO_FLOWS_VERTEX__LABELS__TEAM", "eo")
     stack = load_stack()

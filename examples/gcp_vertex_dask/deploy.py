@@ -1,54 +1,43 @@
 """Deploy the extract flow to Vertex AI: `python deploy.py [--stack prod] [--dry-run]`.
 
-1. ensures the ``vertex-ai`` work pool (prefect-gcp's template, our job defaults, idempotent);
-2. registers the deployment with the stack's job variables. The image already contains this
-   project at /opt/prefect/gcp_vertex_dask (see the Dockerfile), so there are no pull steps.
+One call, `deploy_flow`: it ensures the ``vertex-ai`` work pool from the stack (prefect-gcp's
+template with the stack's job settings, exactly what ``oxeo-flows apply`` writes) and registers
+the deployment, which carries its stack. The image already contains this project at
+/opt/prefect/gcp_vertex_dask (``storage.image-code-dir``, see the Dockerfile), so nothing is
+synced. A dry run writes nothing and reports a block the real run would need (the
+``GcpCredentials`` block of ``gcp.credentials-block``) if it does not exist yet.
 
-`prefect deploy --all` with prefect.yaml does step 2 too; tests check that both agree.
+`prefect deploy --all` with prefect.yaml registers the same deployment; tests check both agree.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 
-from oxeo_flows import ensure_vertex_pool, load_stack, vertex_job
+from oxeo_flows import OxeoFlowsError, deploy_flow
 
 
-def main() -> None:
-    """Parse arguments, ensure the pool, deploy, print what was done."""
+def main() -> int:
+    """Parse arguments, deploy, print what was done (or would be)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stack", default="prod", help="stack name (default: prod)")
     parser.add_argument("--dry-run", action="store_true", help="show what would change")
     args = parser.parse_args()
-
-    stack = load_stack(args.stack)
-    job = vertex_job(stack=stack)
-    pool = ensure_vertex_pool(
-        stack.default_work_pool,
-        job,
-        credentials_block=stack.vertex.credentials_block or stack.gcp.credentials_block,
-        dry_run=args.dry_run,
-    )
-    print(f"work pool {pool.name}: {pool.action}")
-    for path, (old, new) in pool.changes.items():
-        print(f"  {path}: {old!r} -> {new!r}")
-    if args.dry_run:
-        print(json.dumps(job.job_variables(), indent=2))
-        return
-
-    from flows.extract import extract
-
-    deployment_id = extract.deploy(
-        name="extract",
-        work_pool_name=stack.default_work_pool,
-        image=job.image,
-        build=False,
-        push=False,
-        job_variables=job.job_variables(),
-    )
-    print(f"deployment extract/extract: {deployment_id}")
+    try:
+        result = deploy_flow(
+            "flows/extract.py:extract",
+            name="extract",
+            stack=args.stack,
+            parameters={"n_workers": 4},
+            dry_run=args.dry_run,
+        )
+    except OxeoFlowsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

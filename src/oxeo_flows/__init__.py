@@ -25,16 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from oxeo_flows.aws import aws_credentials
     from oxeo_flows.blocks import BlockResult, ensure_block
     from oxeo_flows.deploy import DeployResult, deploy_flow
-    from oxeo_flows.docker_pool import (
-        DockerJob,
-        docker_job,
-        docker_registry_credentials,
-        ensure_docker_pool,
-    )
+    from oxeo_flows.docker_pool import DockerJob
     from oxeo_flows.doctor import DoctorReport, run_doctor
     from oxeo_flows.errors import (
         ApplyError,
         BlockError,
+        BlockNotFoundError,
         ClusterError,
         ClusterStartTimeout,
         ConfigError,
@@ -51,6 +47,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from oxeo_flows.network import AwsNetwork, GcpNetwork
     from oxeo_flows.pools import PoolResult, ensure_pool
+    from oxeo_flows.pools.kind_docker import (
+        docker_job,
+        docker_registry_credentials,
+        ensure_docker_pool,
+    )
+    from oxeo_flows.pools.kind_vertex import ensure_vertex_pool, vertex_job
     from oxeo_flows.runners import dask_runner
     from oxeo_flows.s3 import SyncReport, s3_bucket, sync_code
     from oxeo_flows.secrets import (
@@ -63,13 +65,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ssh_key_file,
     )
     from oxeo_flows.stack import Stack, load_stack, resolve_stack
-    from oxeo_flows.vertex import VertexJob, ensure_vertex_pool, vertex_job
+    from oxeo_flows.vertex import VertexJob
 
 # Public name -> module that defines it. Keep one name per line, sorted within each group.
 _LAZY: dict[str, str] = {
     # errors
     "ApplyError": "oxeo_flows.errors",
     "BlockError": "oxeo_flows.errors",
+    "BlockNotFoundError": "oxeo_flows.errors",
     "ClusterError": "oxeo_flows.errors",
     "ClusterStartTimeout": "oxeo_flows.errors",
     "ConfigError": "oxeo_flows.errors",
@@ -95,16 +98,16 @@ _LAZY: dict[str, str] = {
     "PoolResult": "oxeo_flows.pools",
     "ensure_pool": "oxeo_flows.pools",
     "VertexJob": "oxeo_flows.vertex",
-    "ensure_vertex_pool": "oxeo_flows.vertex",
-    "vertex_job": "oxeo_flows.vertex",
+    "ensure_vertex_pool": "oxeo_flows.pools.kind_vertex",
+    "vertex_job": "oxeo_flows.pools.kind_vertex",
     "BlockResult": "oxeo_flows.blocks",
     "ensure_block": "oxeo_flows.blocks",
     "DeployResult": "oxeo_flows.deploy",
     "deploy_flow": "oxeo_flows.deploy",
     "DockerJob": "oxeo_flows.docker_pool",
-    "docker_job": "oxeo_flows.docker_pool",
-    "docker_registry_credentials": "oxeo_flows.docker_pool",
-    "ensure_docker_pool": "oxeo_flows.docker_pool",
+    "docker_job": "oxeo_flows.pools.kind_docker",
+    "docker_registry_credentials": "oxeo_flows.pools.kind_docker",
+    "ensure_docker_pool": "oxeo_flows.pools.kind_docker",
     "SyncReport": "oxeo_flows.s3",
     "s3_bucket": "oxeo_flows.s3",
     "sync_code": "oxeo_flows.s3",
@@ -127,6 +130,7 @@ __all__ = [
     "ApplyPlan",
     "AwsNetwork",
     "BlockError",
+    "BlockNotFoundError",
     "BlockResult",
     "ClusterError",
     "ClusterStartTimeout",

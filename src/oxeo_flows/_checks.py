@@ -46,7 +46,16 @@ def check_image(ref: str) -> str:
     Raises:
         ValueError: The reference is malformed; the message shows the expected form.
     """
-    if not ref or ref != ref.strip() or not _IMAGE_RE.match(ref):
+    first, _, rest = ref.partition("/")
+    # Docker reads the first component as a registry only when it has a '.' or a ':' or is
+    # 'localhost'; otherwise it is part of the (lowercase) repository path.
+    registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    if (
+        not ref
+        or ref != ref.strip()
+        or not _IMAGE_RE.match(ref)
+        or (not registry and first != first.lower())
+    ):
         msg = (
             f"image {ref!r} is not a valid image reference; expected "
             "[REGISTRY[:PORT]/]REPOSITORY[:TAG][@sha256:DIGEST] with a lowercase repository, "

@@ -193,31 +193,12 @@ class _BlockSpec:
 
 
 def _build_pools(stack: Stack, errors: list[str]) -> list[_PoolSpec]:
-    from oxeo_flows.stack import DockerPoolSection, ProcessPoolSection, VertexPoolSection
+    from oxeo_flows.pools.kinds import pool_kind
 
     out: list[_PoolSpec] = []
     for name, section in stack.pools.items():
         try:
-            if isinstance(section, VertexPoolSection):
-                from oxeo_flows.vertex import vertex_job
-
-                job: Any = vertex_job(stack=stack, pool=name)
-            elif isinstance(section, DockerPoolSection):
-                from oxeo_flows.docker_pool import _SECTION_FIELDS, docker_job
-
-                fields = {
-                    k: getattr(section, k) for k in _SECTION_FIELDS if k in section.model_fields_set
-                }
-                if section.registry_credentials_block:
-                    fields["registry_credentials"] = section.registry_credentials_block
-                job = docker_job(stack=stack, **fields)
-            else:
-                assert isinstance(section, ProcessPoolSection)
-                job = {}
-                if section.env:
-                    job["env"] = dict(section.env)
-                if section.working_dir:
-                    job["working_dir"] = section.working_dir
+            job = pool_kind(section.type).build_job(stack, name, {})
         except OxeoFlowsError as exc:
             errors.append(f"pools.{name} ({section.type}): {exc}")
             continue
@@ -225,9 +206,35 @@ def _build_pools(stack: Stack, errors: list[str]) -> list[_PoolSpec]:
     return out
 
 
-def _build_blocks(stack: Stack, errors: list[str]) -> list[_BlockSpec]:
-    from oxeo_flows.stack import DockerPoolSection
+def _registry_blocks(stack: Stack, errors: list[str]) -> list[_BlockSpec]:
+    """The registry credentials blocks of ``[docker]`` and of every docker pool (layered)."""
+    from oxeo_flows.docker_pool import REGISTRY_BLOCK_TYPE
+    from oxeo_flows.pools.kind_docker import KIND, docker_registry_credentials
+    from oxeo_flows.pools.kinds import layered_section
 
+    out: list[_BlockSpec] = []
+    targets: list[tuple[str | None, str]] = [(None, "docker")]
+    targets += [(n, f"pools.{n}") for n, p in stack.pools.items() if p.type == "docker"]
+    seen: set[str] = set()
+    for pool, where in targets:
+        try:
+            section: Any = layered_section(stack, KIND, pool)[0]
+        except OxeoFlowsError:
+            continue  # reported by _build_pools
+        name = section.registry_credentials_block
+        if not name or not section.registry_url or name in seen:
+            continue
+        seen.add(name)
+        try:
+            block = docker_registry_credentials(stack=stack, pool=pool)
+        except OxeoFlowsError as exc:
+            errors.append(f"{where}.registry-credentials-block {name!r}: {exc}")
+            continue
+        out.append(_BlockSpec(name, REGISTRY_BLOCK_TYPE, block, "registry"))
+    return out
+
+
+def _build_blocks(stack: Stack, errors: list[str]) -> list[_BlockSpec]:
     out: list[_BlockSpec] = []
     creds_name = stack.storage.credentials_block or stack.aws.credentials_block
     creds: Any = None
@@ -248,34 +255,7 @@ def _build_blocks(stack: Stack, errors: list[str]) -> list[_BlockSpec]:
             out.append(_BlockSpec(storage_block_name(stack), "s3-bucket", bucket, "storage"))
         except OxeoFlowsError as exc:
             errors.append(f"storage block: {exc}")
-    registries: list[tuple[str, Any, str]] = []
-    if stack.docker.registry_credentials_block and stack.docker.registry_url:
-        registries.append((stack.docker.registry_credentials_block, stack.docker, "docker"))
-    for name, section in stack.pools.items():
-        if (
-            isinstance(section, DockerPoolSection)
-            and section.registry_credentials_block
-            and section.registry_url
-        ):
-            registries.append((section.registry_credentials_block, section, f"pools.{name}"))
-    seen: set[str] = set()
-    for block_name, section, where in registries:
-        if block_name in seen:
-            continue
-        seen.add(block_name)
-        try:
-            from oxeo_flows.docker_pool import REGISTRY_BLOCK_TYPE, docker_registry_credentials
-
-            block = docker_registry_credentials(
-                section.registry_url,
-                section.registry_username or stack.docker.registry_username,
-                password_secret=section.registry_password_secret
-                or stack.docker.registry_password_secret,
-                stack=stack,
-            )
-            out.append(_BlockSpec(block_name, REGISTRY_BLOCK_TYPE, block, "registry"))
-        except OxeoFlowsError as exc:
-            errors.append(f"{where}.registry-credentials-block {block_name!r}: {exc}")
+    out.extend(_registry_blocks(stack, errors))
     for spec in out:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", spec.name):
             errors.append(
@@ -322,58 +302,49 @@ def _read_variable(client: Any, name: str) -> Any:
     return client.read_variable_by_name(name)
 
 
-def _block_id(client: Any, slug: str, name: str) -> str | None:
-    from prefect.exceptions import ObjectNotFound
+def _block_exists(client: Any, slug: str, name: str) -> bool:
+    from oxeo_flows.blocks import block_document_id
+    from oxeo_flows.errors import BlockNotFoundError
 
     try:
-        doc = client.read_block_document_by_name(name, block_type_slug=slug)
-    except ObjectNotFound:
-        return None
-    return str(doc.id)
+        block_document_id(slug, name, client=client)
+    except BlockNotFoundError:
+        return False
+    return True
+
+
+class _BlockIds:
+    """Block references for pools: saved ids, or a placeholder for a block this apply creates."""
+
+    def __init__(self, declared: set[tuple[str, str]], *, pending_ok: bool) -> None:
+        self.declared = declared
+        self.pending_ok = pending_ok
+
+    def __call__(self, slug: str, name: str) -> str:
+        from oxeo_flows.errors import BlockNotFoundError
+        from oxeo_flows.pools.kinds import api_block_ids
+
+        try:
+            return api_block_ids(slug, name)
+        except BlockNotFoundError as exc:
+            if self.pending_ok and (slug, name) in self.declared:
+                return _PENDING_ID
+            msg = (
+                f"{exc}; this stack does not declare it (for a registry block: set registry-url "
+                "and registry-username next to registry-credentials-block)"
+            )
+            raise ConfigError(msg) from None
 
 
 def _pool_plan(
-    spec: _PoolSpec, stack: Stack, *, adopt: bool, registry_ids: dict[str, str | None], dry: bool
+    spec: _PoolSpec, stack: Stack, *, adopt: bool, block_ids: _BlockIds, dry: bool
 ) -> Any:
-    """Run the pool's ensure function (``dry`` = read only); return its PoolResult."""
-    common: dict[str, Any] = {
-        "description": spec.section.description,
-        "concurrency_limit": spec.section.concurrency_limit,
-        "adopt": adopt or spec.section.adopt,
-        "dry_run": dry,
-    }
-    if spec.type == "vertex-ai":
-        from oxeo_flows.vertex import ensure_vertex_pool
+    """Run the pool's ensure (``dry`` = read only); return its PoolResult."""
+    from oxeo_flows.pools.kinds import ensure_stack_pool
 
-        return ensure_vertex_pool(
-            spec.name,
-            spec.job,
-            credentials_block=spec.section.credentials_block,
-            stack=stack,
-            **common,
-        )
-    from oxeo_flows.pools import ensure_pool
-
-    if spec.type == "docker":
-        ref = spec.job.registry_credentials
-        block_id = None
-        if ref is not None:
-            block_id = registry_ids.get(ref)
-            if block_id is None:
-                msg = (
-                    f"pools.{spec.name}: registry credentials block "
-                    f"'docker-registry-credentials/{ref}' does not exist and this stack does not "
-                    "declare it (set registry-url and registry-username next to "
-                    "registry-credentials-block), or save it first"
-                )
-                raise ConfigError(msg)
-        return ensure_pool(
-            spec.name,
-            type="docker",
-            defaults=spec.job.job_variables(registry_block_id=block_id),
-            **common,
-        )
-    return ensure_pool(spec.name, type="process", defaults=spec.job, **common)
+    return ensure_stack_pool(
+        stack, spec.name, job=spec.job, adopt=adopt, dry_run=dry, block_ids=block_ids
+    )
 
 
 def _action(result_action: str) -> Action:
@@ -439,13 +410,12 @@ def apply_stack(
         _plan_blocks_and_variables(
             plan, blocks, variables, adopt=adopt, dry_run=dry_run, refusals=refusals
         )
-        registry_ids = _registry_ids(the_stack, blocks, pools)
+        declared = {(b.slug, b.name) for b in blocks}
+        block_ids = _BlockIds(declared, pending_ok=True)
         for spec in pools:
             note = None
             try:
-                result = _pool_plan(
-                    spec, the_stack, adopt=adopt, registry_ids=registry_ids, dry=True
-                )
+                result = _pool_plan(spec, the_stack, adopt=adopt, block_ids=block_ids, dry=True)
             except (ConfigError, MissingExtraError):
                 raise
             except OxeoFlowsError as exc:
@@ -453,14 +423,12 @@ def apply_stack(
                     refusals.append(f"pool {spec.name!r}: {exc}")
                     continue
                 # A read-only plan shows what adopting would change.
-                result = _pool_plan(
-                    spec, the_stack, adopt=True, registry_ids=registry_ids, dry=True
-                )
+                result = _pool_plan(spec, the_stack, adopt=True, block_ids=block_ids, dry=True)
                 note = UNMANAGED_NOTE
             item = PlanItem(
                 "pool", spec.name, spec.type, _action(result.action), result.changes, note=note
             )
-            item._write = _pool_writer(spec, the_stack, adopt, registry_ids, item)
+            item._write = _pool_writer(spec, the_stack, adopt, declared, item)
             plan.items.append(item)
     except (ConfigError, MissingExtraError):
         raise
@@ -516,42 +484,17 @@ async def aapply_stack(
     return await anyio.to_thread.run_sync(call)
 
 
-def _registry_ids(
-    stack: Stack, blocks: list[_BlockSpec], pools: list[_PoolSpec]
-) -> dict[str, str | None]:
-    """Registry block name -> saved id (or a placeholder when this apply creates it)."""
-    from oxeo_flows.docker_pool import REGISTRY_BLOCK_TYPE
-
-    wanted = {
-        spec.job.registry_credentials
-        for spec in pools
-        if spec.type == "docker" and spec.job.registry_credentials is not None
-    }
-    if not wanted:
-        return {}
-    declared = {b.name for b in blocks if b.role == "registry"}
-    out: dict[str, str | None] = {}
-    with _client() as client:
-        for name in sorted(wanted):
-            block_id = _block_id(client, REGISTRY_BLOCK_TYPE, name)
-            out[name] = (
-                block_id if block_id is not None else (_PENDING_ID if name in declared else None)
-            )
-    return out
-
-
 def _pool_writer(
     spec: _PoolSpec,
     stack: Stack,
     adopt: bool,
-    registry_ids: dict[str, str | None],
+    declared: set[tuple[str, str]],
     item: PlanItem,
 ) -> Callable[[], None]:
     def write() -> None:
-        ids = dict(registry_ids)
-        if any(v == _PENDING_ID for v in ids.values()):
-            ids = _registry_ids(stack, [], [spec])
-        result = _pool_plan(spec, stack, adopt=adopt, registry_ids=ids, dry=False)
+        # Blocks are written before pools: every reference resolves to a saved id now.
+        ids = _BlockIds(declared, pending_ok=False)
+        result = _pool_plan(spec, stack, adopt=adopt, block_ids=ids, dry=False)
         item.changes = result.changes or item.changes
 
     return write
@@ -571,9 +514,7 @@ def _plan_blocks_and_variables(
     with _client() as client:
         registry_var = _read_variable(client, MANAGED_BLOCKS_VARIABLE)
         existing_vars = {name: _read_variable(client, name) for name in variables}
-        block_exists = {
-            (b.slug, b.name): _block_id(client, b.slug, b.name) is not None for b in blocks
-        }
+        block_exists = {(b.slug, b.name): _block_exists(client, b.slug, b.name) for b in blocks}
 
     creds_name = next((b.name for b in blocks if b.role == "aws-credentials"), None)
     managed: list[str] = []

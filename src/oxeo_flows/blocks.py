@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from oxeo_flows.errors import BlockError, ConfigError
+from oxeo_flows.errors import BlockError, BlockNotFoundError, ConfigError
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
 
-__all__ = ["BlockResult", "ensure_block"]
+__all__ = ["BlockResult", "block_document_id", "block_reference", "ensure_block", "load_block"]
 
 _MASK = "**********"
 
@@ -163,3 +163,75 @@ def _load(cls: type[Block], name: str) -> Block | None:
             return None
     loaded: Any = cls.load(name, _sync=True)  # type: ignore[call-arg]
     return cast("Block", loaded)
+
+
+# ----------------------------------------------------------------------------- lookup
+
+
+def block_document_id(slug: str, name: str, *, hint: str = "", client: Any = None) -> str:
+    """The id of the saved block ``<slug>/<name>``: the one block lookup of oxeo-flows.
+
+    Args:
+        slug: Block type slug, e.g. ``gcp-credentials``.
+        name: Block document name.
+        hint: How to create the block, appended to the not-found message.
+        client: An open sync Prefect client to reuse (default: a new one).
+
+    Returns:
+        The block document id.
+
+    Raises:
+        BlockNotFoundError: The block does not exist (the message says how to save it).
+        BlockError: The Prefect API could not be read.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        if client is not None:
+            document = client.read_block_document_by_name(name, block_type_slug=slug)
+        else:
+            with get_client(sync_client=True) as own:
+                document = own.read_block_document_by_name(name, block_type_slug=slug)
+    except ObjectNotFound:
+        msg = f"no block '{slug}/{name}' is saved in the Prefect API" + (
+            f"; {hint}" if hint else ""
+        )
+        raise BlockNotFoundError(msg) from None
+    except Exception as exc:
+        msg = f"cannot read block '{slug}/{name}' from the Prefect API: {type(exc).__name__}: {exc}"
+        raise BlockError(msg) from exc
+    return str(document.id)
+
+
+def block_reference(block_id: str) -> dict[str, Any]:
+    """``{"$ref": {"block_document_id": ...}}``: how pools and deployments reference a block."""
+    return {"$ref": {"block_document_id": str(block_id)}}
+
+
+def load_block(cls: type[Block], name: str, *, hint: str = "") -> Block:
+    """Load the saved block ``name`` of type ``cls``, or raise `BlockError` saying how to save it.
+
+    Args:
+        cls: The block class, e.g. ``prefect_aws.AwsCredentials``.
+        name: Block document name.
+        hint: How to create the block, appended to the not-found message.
+
+    Returns:
+        The loaded block.
+
+    Raises:
+        BlockError: The block does not exist, or the Prefect API could not be read.
+    """
+    slug = cls.get_block_type_slug()
+    try:
+        loaded = _load(cls, name)
+    except Exception as exc:
+        msg = f"cannot read block '{slug}/{name}' from the Prefect API: {type(exc).__name__}: {exc}"
+        raise BlockError(msg) from exc
+    if loaded is None:
+        msg = f"no block '{slug}/{name}' is saved in the Prefect API" + (
+            f"; {hint}" if hint else ""
+        )
+        raise BlockNotFoundError(msg)
+    return loaded

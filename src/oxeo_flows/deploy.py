@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from oxeo_flows.errors import ConfigError, DeployError, OxeoFlowsError
+from oxeo_flows.pools.kinds import STACK_ENV
 
 if TYPE_CHECKING:
     from oxeo_flows.blocks import BlockResult
     from oxeo_flows.pools import PoolResult
+    from oxeo_flows.pools.kinds import PoolKind
     from oxeo_flows.s3 import SyncReport
     from oxeo_flows.stack import Stack
 
@@ -56,6 +58,7 @@ class DeployResult:
         sync: The code sync report (None without storage).
         storage_block: What `ensure_block` did with the storage block (None without storage).
         pool: What the pool ensure did.
+        notes: What a dry run found that the real run would stop at (a missing block).
         dry_run: True when nothing was written.
     """
 
@@ -71,12 +74,16 @@ class DeployResult:
     sync: SyncReport | None = None
     storage_block: BlockResult | None = None
     pool: PoolResult | None = None
+    notes: tuple[str, ...] = ()
     dry_run: bool = False
 
     def summary(self) -> str:
-        """A few human-readable lines."""
+        """A few human-readable lines (a dry run says what *would* be done)."""
         prefix = "[dry run] " if self.dry_run else ""
-        lines = [f"{prefix}deployment {self.name}: {self.action} (version {self.version})"]
+        lines = [
+            f"{prefix}deployment {self.name}: {_shown(self.action, self.dry_run)} "
+            f"(version {self.version})"
+        ]
         if self.changes:
             lines.append("  changed: " + ", ".join(sorted(self.changes)))
         if self.sync is not None:
@@ -84,10 +91,20 @@ class DeployResult:
         else:
             lines.append(f"  code: runs from {self.source}")
         if self.storage_block is not None:
-            lines.append(f"  storage block {self.storage_block.slug}: {self.storage_block.action}")
+            action = _shown(self.storage_block.action, self.dry_run)
+            lines.append(f"  storage block {self.storage_block.slug}: {action}")
         if self.pool is not None:
-            lines.append(f"  work pool {self.pool.name} ({self.pool.type}): {self.pool.action}")
+            action = _shown(self.pool.action, self.dry_run)
+            lines.append(f"  work pool {self.pool.name} ({self.pool.type}): {action}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+def _shown(action: str, dry_run: bool) -> str:
+    """``created`` as ``would create`` in a dry run (nothing was written)."""
+    if not dry_run or action == "unchanged":
+        return action
+    return {"created": "would create", "updated": "would update"}.get(action, action)
 
 
 class _PullSteps:
@@ -164,70 +181,100 @@ def _code_digest(root: Path, stack: Stack) -> str:
     return h.hexdigest()
 
 
-def _job_variables(
-    stack: Stack, runner: str, job: Any, pool_name: str
-) -> tuple[dict[str, Any], Any]:
-    """Return (job variables, spec object or None)."""
-    if job is not None and isinstance(job, Mapping):
-        return dict(job), None
-    if runner == "docker":
-        from oxeo_flows.docker_pool import DockerJob, docker_job, resolve_job_variables
+def _deployment_variables(
+    kind: PoolKind, stack: Stack, pool: str, job: Any, *, defaults: Mapping[str, Any], ids: Any
+) -> dict[str, Any]:
+    """The deployment's job variables: what ``job`` changes from the pool's, plus the stack.
 
-        spec = job if job is not None else docker_job(stack=stack)
-        if not isinstance(spec, DockerJob):
-            msg = f"job for a docker runner must be a DockerJob or a dict, got {type(job).__name__}"
-            raise ConfigError(msg)
-        return resolve_job_variables(spec), spec
-    if runner == "vertex":
-        if job is None:
-            from oxeo_flows._extras import require
-
-            vertex = require("oxeo_flows.vertex", "gcp")
-            job = vertex.vertex_job(stack=stack)
-        render = getattr(job, "job_variables", None)
-        if render is None:
-            msg = f"job for a vertex runner must be a VertexJob or a dict, got {type(job).__name__}"
-            raise ConfigError(msg)
-        return dict(render()), job
-    if job is not None:
-        render = getattr(job, "job_variables", None)
-        if render is None:
-            msg = f"job must be a dict of job variables, got {type(job).__name__}"
-            raise ConfigError(msg)
-        return dict(render()), job
-    section = stack.pools.get(pool_name)
-    env = dict(getattr(section, "env", {}) or {})
-    return ({"env": env} if env else {}), None
+    The pool's template holds the stack's job settings; the deployment carries only the
+    variables an explicit ``job`` sets differently, and the environment (the pool's, with
+    ``OXEO_FLOWS_STACK``): Prefect replaces a pool's ``env`` default whole, so the API-key
+    protection (``PREFECT_API_KEY: null``) and the pool's entries are kept in it.
+    """
+    if job is None:
+        explicit: dict[str, Any] = {}
+    elif isinstance(job, Mapping):
+        explicit = dict(job)
+    elif isinstance(job, kind.spec_type):
+        declared = pool if pool in stack.pools else None
+        explicit = kind.render(job, stack, declared, ids)
+    else:
+        msg = (
+            f"job for a {kind.type!r} pool must be a {kind.spec_type.__name__} or a dict of job "
+            f"variables, got {type(job).__name__}"
+        )
+        raise ConfigError(msg)
+    out = {k: v for k, v in explicit.items() if k != "env" and defaults.get(k) != v}
+    out["env"] = {
+        **dict(defaults.get("env") or {}),
+        **dict(explicit.get("env") or {}),
+        STACK_ENV: stack.name,
+    }
+    return out
 
 
-def _ensure_pool(  # noqa: PLR0917
-    stack: Stack, runner: str, pool: str, spec: Any, variables: Mapping[str, Any], dry_run: bool
-) -> PoolResult:
-    from oxeo_flows.pools import ensure_pool
+def _pull_steps(
+    stack: Stack, kind: PoolKind, root: Path, pool: str
+) -> tuple[str, list[dict[str, Any]] | None]:
+    """Where the runs get the code: ``("s3", None)`` (decided after the sync), the image, or here.
 
-    section = stack.pools.get(pool)
-    common: dict[str, Any] = {}
-    if section is not None:
-        common = {
-            "description": section.description,
-            "concurrency_limit": section.concurrency_limit,
-            "adopt": section.adopt,
-        }
-    if runner == "docker":
-        from oxeo_flows.docker_pool import DockerJob, ensure_docker_pool
+    Raises:
+        DeployError: The pool's runs cannot see this directory and no code storage is set.
+    """
+    if stack.storage.bucket:
+        return "s3", None
+    if stack.storage.image_code_dir:
+        step = {"directory": stack.storage.image_code_dir}
+        return "image", [{"prefect.deployments.steps.set_working_directory": step}]
+    if kind.remote:
+        msg = (
+            f"runs of work pool {pool!r} ({kind.type}) cannot see {root} on this machine, and "
+            f"stack {stack.name!r} sets no code storage. Set storage.bucket (code synced to S3 "
+            "and pulled at run time), or storage.image-code-dir if the image already holds the "
+            "project (e.g. image-code-dir = '/opt/prefect/flows')"
+        )
+        raise DeployError(msg)
+    return "local", [{"prefect.deployments.steps.set_working_directory": {"directory": str(root)}}]
 
-        job = spec if isinstance(spec, DockerJob) else None
-        return ensure_docker_pool(pool, job, stack=stack, dry_run=dry_run, **common)
-    if runner == "vertex":
-        from oxeo_flows.vertex import VertexJob, ensure_vertex_pool
 
-        vjob = spec if isinstance(spec, VertexJob) else None
-        return ensure_vertex_pool(pool, vjob, dry_run=dry_run, stack=stack, **common)
-    defaults: dict[str, Any] = {}
-    working_dir = getattr(section, "working_dir", None)
-    if working_dir:
-        defaults["working_dir"] = working_dir
-    return ensure_pool(pool, type="process", defaults=defaults, dry_run=dry_run, **common)
+def _check_parameters(flow: Any, parameters: Mapping[str, Any]) -> None:
+    import difflib
+
+    known = sorted(flow.parameters.properties or {})
+    unknown = [p for p in parameters if p not in known]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        msg = (
+            f"flow {flow.name!r} has no parameter {', '.join(hints)}; its parameters are: "
+            f"{', '.join(known) or '(none)'}"
+        )
+        raise ConfigError(msg)
+
+
+def _check_target(existing: Any, pool: str, stack: Stack, force: bool) -> None:
+    """Refuse to move an existing deployment to another pool or stack without ``force``."""
+    if existing is None or force:
+        return
+    full = f"deployment {existing.name!r}"
+    if existing.work_pool_name and existing.work_pool_name != pool:
+        msg = (
+            f"{full} runs on work pool {existing.work_pool_name!r}; deploying it to {pool!r} "
+            "would move every future run there. Pass force=True (--force) to re-target it, or "
+            "deploy under another name"
+        )
+        raise DeployError(msg)
+    env = (existing.job_variables or {}).get("env") or {}
+    old_stack = env.get(STACK_ENV) if isinstance(env, Mapping) else None
+    if old_stack and old_stack != stack.name:
+        msg = (
+            f"{full} was deployed from stack {old_stack!r}; deploying it from {stack.name!r} "
+            "would switch its runs' secrets, Dask backend and storage. Pass force=True (--force) "
+            "to re-target it, or deploy under another name"
+        )
+        raise DeployError(msg)
 
 
 def _schedules(schedule: Any) -> list[Any]:
@@ -300,9 +347,15 @@ def deploy_flow(
     tags: Sequence[str] | None = None,
     description: str | None = None,
     src: str | os.PathLike[str] = ".",
+    force: bool = False,
     dry_run: bool = False,
 ) -> DeployResult:
     """Ship a flow: sync its code, ensure storage block and work pool, register the deployment.
+
+    The deployment carries its stack (``OXEO_FLOWS_STACK`` in its job environment), so its runs
+    load the stack it was deployed from. The work pool is ensured from the stack exactly as
+    ``oxeo-flows apply`` would (`oxeo_flows.pools.kinds`); the deployment's job variables hold
+    only what an explicit ``job`` changes. Everything is checked before the first write.
 
     Args:
         entrypoint: ``path/to/file.py:flow_function``, relative to ``src``.
@@ -310,24 +363,28 @@ def deploy_flow(
         stack: A `Stack`, a stack name, or None for the active stack.
         work_pool: Work pool (default: the runner section's ``work-pool``, then the stack's
             ``work-pool``, then ``<stack>-<runner>``).
-        job: Job settings: a `DockerJob` / `VertexJob`, or a dict of job variables. Default:
-            from the stack for its runner (``docker_job()``, ``vertex_job()``).
-        parameters: Default parameters of the deployment.
+        job: Job settings for this deployment only: a `DockerJob` / `VertexJob`, or a dict of
+            job variables. Default: the pool's (the stack's).
+        parameters: Default parameters of the deployment (names must be the flow's).
         schedule: A cron string, an interval (``timedelta`` or seconds) or a Prefect schedule.
         tags: Deployment tags.
         description: Deployment description (default: the flow's docstring).
         src: The project directory (default: the working directory).
-        dry_run: Compare only: nothing is uploaded, saved or registered.
+        force: Re-target an existing deployment to another work pool or stack.
+        dry_run: Compare only: nothing is uploaded, saved or registered; a block the real run
+            would need but that does not exist is reported in ``notes``.
 
     Returns:
         A `DeployResult`.
 
     Raises:
-        ConfigError: Bad entrypoint, stack or job settings.
+        ConfigError: Bad entrypoint, stack, job settings or parameter names.
         SyncError: The code sync failed part-way; no deployment was written.
-        BlockError: The storage block could not be saved.
+        BlockError: A block could not be read or saved.
         PoolError: The pool could not be ensured.
-        DeployError: The flow could not be loaded, or the deployment could not be registered.
+        DeployError: The flow could not be loaded; the pool's runs cannot see the code; the
+            deployment exists for another pool or stack (without ``force``); or it could not be
+            registered.
 
     Example:
         ```python
@@ -343,6 +400,7 @@ def deploy_flow(
             "it must be non-empty and contain no '/', '%', '&', '<' or '>'"
         )
         raise ConfigError(msg)
+    from oxeo_flows.pools.kinds import ensure_stack_pool, pool_defaults, pool_target
     from oxeo_flows.stack import resolve_stack
 
     the_stack = resolve_stack(stack)
@@ -351,18 +409,19 @@ def deploy_flow(
         msg = f"project directory {str(root)!r} does not exist"
         raise ConfigError(msg)
     flow = _load_flow(root, entrypoint)
-    runner = the_stack.runner
-    section_pool = {
-        "docker": the_stack.docker.work_pool,
-        "vertex": the_stack.vertex.work_pool,
-    }.get(runner)
-    pool_name = work_pool or section_pool or the_stack.default_work_pool
-    variables, spec = _job_variables(the_stack, runner, job, pool_name)
+    _check_parameters(flow, parameters or {})
+    pool_name, kind = pool_target(the_stack, work_pool)
+    code, pull_steps = _pull_steps(the_stack, kind, root, pool_name)
     schedules = _schedules(schedule)
+    ids = _BlockIds(dry_run)
+    _, defaults = pool_defaults(the_stack, pool_name, kind=kind, block_ids=ids)
+    variables = _deployment_variables(kind, the_stack, pool_name, job, defaults=defaults, ids=ids)
+    existing = _read_deployment(f"{flow.name}/{name}")
+    _check_target(existing, pool_name, the_stack, force)
 
     sync_report: SyncReport | None = None
     block_result: BlockResult | None = None
-    if the_stack.storage.bucket:
+    if code == "s3":
         from oxeo_flows.blocks import ensure_block
         from oxeo_flows.s3 import s3_bucket, storage_block_name, sync_code
 
@@ -375,13 +434,14 @@ def deploy_flow(
         source = sync_report.url
     else:
         version = _code_digest(root, the_stack)[:12]
-        pull_steps = [{"prefect.deployments.steps.set_working_directory": {"directory": str(root)}}]
-        source = str(root)
+        source = f"image:{the_stack.storage.image_code_dir}" if code == "image" else str(root)
+    assert pull_steps is not None
 
-    pool_result = _ensure_pool(the_stack, runner, pool_name, spec, variables, dry_run)
+    pool_result = ensure_stack_pool(the_stack, pool_name, kind=kind, dry_run=dry_run, block_ids=ids)
     try:
         return _register(
             flow,
+            existing,
             name=name,
             entrypoint=entrypoint,
             root=root,
@@ -395,11 +455,12 @@ def deploy_flow(
             pull_steps=pull_steps,
             dry_run=dry_run,
             common={
-                "runner": runner,
+                "runner": kind.runner,
                 "source": source,
                 "sync": sync_report,
                 "storage_block": block_result,
                 "pool": pool_result,
+                "notes": tuple(ids.notes),
             },
         )
     except OxeoFlowsError:
@@ -409,27 +470,61 @@ def deploy_flow(
         raise DeployError(msg) from exc
 
 
+class _BlockIds:
+    """Block references for a deploy: read from the API; in a dry run, a missing one is a note."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.notes: list[str] = []
+
+    def __call__(self, slug: str, name: str) -> str:
+        from oxeo_flows.errors import BlockNotFoundError
+        from oxeo_flows.pools.kinds import api_block_ids
+
+        try:
+            return api_block_ids(slug, name)
+        except BlockNotFoundError as exc:
+            if not self.dry_run:
+                raise
+            note = f"block '{slug}/{name}' does not exist yet: {exc}"
+            if note not in self.notes:
+                self.notes.append(note)
+            return f"(missing block {slug}/{name})"
+
+
+def _read_deployment(full: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            return client.read_deployment_by_name(full)
+    except ObjectNotFound:
+        return None
+    except Exception as exc:
+        msg = f"cannot read deployment {full!r} from the Prefect API: {type(exc).__name__}: {exc}"
+        raise DeployError(msg) from exc
+
+
 def _storage_block(stack: Stack, folder: str, factory: Any) -> Any:
     creds_name = stack.storage.credentials_block or stack.aws.credentials_block
     credentials = None
     if creds_name:
         from oxeo_flows._extras import require
-        from oxeo_flows.errors import BlockError
+        from oxeo_flows.blocks import load_block
 
         prefect_aws = require("prefect_aws", "aws")
-        try:
-            credentials = prefect_aws.AwsCredentials.load(creds_name, _sync=True)
-        except ValueError as exc:
-            msg = (
-                f"AWS credentials block {creds_name!r} (storage.credentials-block / "
-                f"aws.credentials-block of stack {stack.name!r}) does not exist"
-            )
-            raise BlockError(msg) from exc
+        hint = (
+            f"it is named by storage.credentials-block / aws.credentials-block of stack "
+            f"{stack.name!r}: run `oxeo-flows apply` to create it, or save it first"
+        )
+        credentials = load_block(prefect_aws.AwsCredentials, creds_name, hint=hint)
     return factory(folder=folder, stack=stack, credentials=credentials)
 
 
 def _register(
     flow: Any,
+    existing: Any,
     *,
     name: str,
     entrypoint: str,
@@ -445,9 +540,7 @@ def _register(
     dry_run: bool,
     common: dict[str, Any],
 ) -> DeployResult:
-    from prefect.client.orchestration import get_client
     from prefect.deployments.runner import RunnerDeployment
-    from prefect.exceptions import ObjectNotFound
 
     deployment = RunnerDeployment(
         name=name,
@@ -478,11 +571,6 @@ def _register(
         ),
     }
     full = f"{flow.name}/{name}"
-    with get_client(sync_client=True) as client:
-        try:
-            existing = client.read_deployment_by_name(full)
-        except ObjectNotFound:
-            existing = None
     if existing is None:
         action: Literal["created", "updated", "unchanged"] = "created"
         changes: dict[str, tuple[Any, Any]] = {}

@@ -1,16 +1,16 @@
-"""Flow runs as Docker containers: the `DockerJob` spec and ``docker`` work pools.
+"""Flow runs as Docker containers: the `DockerJob` spec (pure: no I/O, no Docker SDK).
 
 Prefect 3 has no ``DockerContainer`` infrastructure block: containers are started by a
 ``docker`` work pool's worker (``prefect worker start --type docker``) from the pool's job
 variables. `DockerJob` validates those variables and renders exactly the names the ``docker``
-pool type declares; `ensure_docker_pool` writes them as the pool's defaults, idempotently.
+pool type declares. Building one from a stack (`docker_job`) and ensuring the pool
+(`ensure_docker_pool`) live with the ``docker`` pool kind in `oxeo_flows.pools`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -19,23 +19,10 @@ from oxeo_flows._checks import (
     PipRequirement,
     VolumeSpec,
 )
-from oxeo_flows._model import Model, build, format_validation_error
+from oxeo_flows._model import Model, format_validation_error
 from oxeo_flows.errors import ConfigError
 
-if TYPE_CHECKING:
-    from prefect_docker import DockerRegistryCredentials
-
-    from oxeo_flows.pools import PoolResult
-    from oxeo_flows.stack import Stack
-
-__all__ = [
-    "REGISTRY_BLOCK_TYPE",
-    "DockerJob",
-    "docker_job",
-    "docker_registry_credentials",
-    "ensure_docker_pool",
-    "resolve_job_variables",
-]
+__all__ = ["REGISTRY_BLOCK_TYPE", "DockerFields", "DockerJob"]
 
 #: Block type slug of `prefect_docker.DockerRegistryCredentials`.
 REGISTRY_BLOCK_TYPE = "docker-registry-credentials"
@@ -46,49 +33,35 @@ _BLOCK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class DockerJob(Model):
-    """A validated ``docker`` work-pool job: where and how a flow run's container starts.
+class DockerFields(Model):
+    """The settings of a Docker flow-run container, all optional, with their checks.
 
-    Pure: no I/O, no Docker SDK. `job_variables` renders the variables the ``docker`` pool type
-    declares.
-
-    Attributes:
-        image: Image reference; None leaves the worker's default (Prefect's image).
-        env: Environment variables.
-        extra_pip_packages: Packages installed at container start by Prefect's image
-            (``EXTRA_PIP_PACKAGES``), e.g. ``["s3fs", "oxeo-flows[aws]"]``.
-        networks: Docker networks to attach (exclusive with ``network_mode``).
-        network_mode: ``bridge``, ``host``, ``none``, ``container:NAME`` or a network name.
-        volumes: ``SOURCE:/container/path[:MODE]`` specs.
-        mem_limit: Memory limit such as ``512m`` or ``4g``.
-        image_pull_policy: ``IfNotPresent``, ``Always``, ``IfPossible`` or ``Never``.
-        auto_remove: Remove the container when it exits.
-        privileged: Run privileged (avoid).
-        stream_output: Stream container output to the worker's log.
-        registry_credentials: Name of a saved ``DockerRegistryCredentials`` block (see
-            `docker_registry_credentials`); the pool references it, never a password.
+    The one field set shared by `DockerJob` (the spec) and the stack's ``[docker]`` and
+    ``[pools.<name>]`` (``type = "docker"``) sections.
     """
 
     image: ImageRef | None = None
+    """Container image of the flow run; None leaves the worker's default (Prefect's image)."""
     env: dict[str, str] = Field(default_factory=dict)
+    """Environment of the container; never secret values."""
     extra_pip_packages: tuple[PipRequirement, ...] = ()
+    """Packages installed at container start (`EXTRA_PIP_PACKAGES`)."""
     networks: tuple[str, ...] = ()
+    """Docker networks to attach (exclusive with `network-mode`)."""
     network_mode: str | None = None
+    """Docker network mode: `bridge`, `host`, `none`, `container:NAME` or a network name."""
     volumes: tuple[VolumeSpec, ...] = ()
+    """Volume mounts, `SOURCE:TARGET[:ro|rw]`."""
     mem_limit: str | None = None
+    """Memory limit, e.g. `4g`."""
     image_pull_policy: Literal["IfNotPresent", "Always", "IfPossible", "Never"] | None = None
+    """When to pull the image."""
     auto_remove: bool = False
+    """Remove the container when it exits."""
     privileged: bool = False
+    """Run the container privileged (avoid)."""
     stream_output: bool = True
-    registry_credentials: str | None = None
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(exc, DockerJob, where="DockerJob(...)")
-            ) from None
+    """Stream the container's output to the worker's log."""
 
     @field_validator("env")
     @classmethod
@@ -129,6 +102,50 @@ class DockerJob(Model):
             raise ValueError(msg)
         return v
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DockerFields:
+        if self.networks and self.network_mode:
+            msg = "networks and network_mode are exclusive (Docker refuses both); keep one"
+            raise ValueError(msg)
+        if self.extra_pip_packages and "EXTRA_PIP_PACKAGES" in self.env:
+            msg = "give extra pip packages either as extra_pip_packages or env.EXTRA_PIP_PACKAGES"
+            raise ValueError(msg)
+        return self
+
+
+class DockerJob(DockerFields):
+    """A validated ``docker`` work-pool job: where and how a flow run's container starts.
+
+    Pure: no I/O, no Docker SDK. `job_variables` renders the variables the ``docker`` pool type
+    declares.
+
+    Attributes:
+        image: Image reference; None leaves the worker's default (Prefect's image).
+        env: Environment variables.
+        extra_pip_packages: Packages installed at container start by Prefect's image
+            (``EXTRA_PIP_PACKAGES``), e.g. ``["s3fs", "oxeo-flows[aws]"]``.
+        networks: Docker networks to attach (exclusive with ``network_mode``).
+        network_mode: ``bridge``, ``host``, ``none``, ``container:NAME`` or a network name.
+        volumes: ``SOURCE:/container/path[:MODE]`` specs.
+        mem_limit: Memory limit such as ``512m`` or ``4g``.
+        image_pull_policy: ``IfNotPresent``, ``Always``, ``IfPossible`` or ``Never``.
+        auto_remove: Remove the container when it exits.
+        privileged: Run privileged (avoid).
+        stream_output: Stream container output to the worker's log.
+        registry_credentials: Name of a saved ``DockerRegistryCredentials`` block (see
+            `docker_registry_credentials`); the pool references it, never a password.
+    """
+
+    registry_credentials: str | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(exc, DockerJob, where="DockerJob(...)")
+            ) from None
+
     @field_validator("registry_credentials")
     @classmethod
     def _registry(cls, v: str | None) -> str | None:
@@ -142,16 +159,6 @@ class DockerJob(Model):
                 raise ValueError(msg)
             return name
         return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DockerJob:
-        if self.networks and self.network_mode:
-            msg = "networks and network_mode are exclusive (Docker refuses both); keep one"
-            raise ValueError(msg)
-        if self.extra_pip_packages and "EXTRA_PIP_PACKAGES" in self.env:
-            msg = "give extra pip packages either as extra_pip_packages or env.EXTRA_PIP_PACKAGES"
-            raise ValueError(msg)
-        return self
 
     def job_variables(self, *, registry_block_id: str | None = None) -> dict[str, Any]:
         """Render the ``docker`` work-pool job variables (JSON-ready; unset values omitted).
@@ -195,222 +202,3 @@ class DockerJob(Model):
                     f"{{{{ prefect.blocks.{REGISTRY_BLOCK_TYPE}.{self.registry_credentials} }}}}"
                 )
         return out
-
-
-_SECTION_FIELDS = (
-    "image",
-    "env",
-    "extra_pip_packages",
-    "networks",
-    "network_mode",
-    "volumes",
-    "mem_limit",
-    "image_pull_policy",
-    "auto_remove",
-    "privileged",
-    "stream_output",
-)
-
-
-def _stack(stack: Stack | str | None) -> Stack:
-    from oxeo_flows.stack import resolve_stack
-
-    return resolve_stack(stack)
-
-
-def docker_job(*, stack: Stack | str | None = None, **overrides: Any) -> DockerJob:
-    """Build a `DockerJob` from the stack's ``docker`` section and keyword overrides.
-
-    Args:
-        stack: The stack to read (default: the active stack).
-        **overrides: Any `DockerJob` field, e.g. ``image=``, ``extra_pip_packages=["s3fs"]``,
-            ``registry_credentials="ghcr"``.
-
-    Returns:
-        The validated job.
-
-    Raises:
-        ConfigError: An unknown or invalid field; the message names it and where it came from.
-
-    Example:
-        ```python
-        from oxeo_flows import docker_job
-
-        job = docker_job(image="prefecthq/prefect:3-python3.11", extra_pip_packages=["s3fs"])
-        flow.deploy("etl", work_pool_name="aws-docker", job_variables=job.job_variables())
-        ```
-    """
-    stack = _stack(stack)
-    section = stack.docker
-    data: dict[str, Any] = {
-        name: getattr(section, name)
-        for name in _SECTION_FIELDS
-        if name in section.model_fields_set or getattr(section, name) not in (None, (), {})
-    }
-    if section.registry_credentials_block:
-        data["registry_credentials"] = section.registry_credentials_block
-    data.update(overrides)
-    where = f"docker_job() (stack {stack.name!r}: docker section and arguments)"
-    return build(DockerJob, data, where=where)
-
-
-def docker_registry_credentials(
-    registry_url: str | None = None,
-    username: str | None = None,
-    *,
-    password_secret: str | None = None,
-    stack: Stack | str | None = None,
-    reauth: bool = True,
-) -> DockerRegistryCredentials:
-    """Build a `prefect_docker.DockerRegistryCredentials` block, reading the password from a secret.
-
-    The password is never a literal: it is loaded with `load_secret` from the stack's secret
-    sources (``registry-password`` by default, i.e. env ``REGISTRY_PASSWORD`` with the env
-    source). Save the block with `ensure_block` and reference it by name in `DockerJob`.
-
-    Args:
-        registry_url: Registry host (default: ``docker.registry-url``).
-        username: User name (default: ``docker.registry-username``).
-        password_secret: Secret name (default: ``docker.registry-password-secret``, then
-            ``registry-password``).
-        stack: The stack to read (default: the active stack).
-        reauth: Log in again even when a login is cached.
-
-    Returns:
-        An unsaved block.
-
-    Raises:
-        ConfigError: No registry URL or user name.
-        SecretNotFoundError: The password secret is in no source.
-        MissingExtraError: ``prefect-docker`` is not installed.
-    """
-    stack = _stack(stack)
-    section = stack.docker
-    url = registry_url or section.registry_url
-    user = username or section.registry_username
-    missing = [label for label, value in (("registry_url", url), ("username", user)) if not value]
-    if missing:
-        msg = (
-            f"docker_registry_credentials(): {' and '.join(missing)} not given and not set in "
-            f"stack {stack.name!r} (docker.registry-url / docker.registry-username)"
-        )
-        raise ConfigError(msg)
-    from oxeo_flows._extras import require
-    from oxeo_flows.secrets import load_secret
-
-    secret_name = password_secret or section.registry_password_secret or "registry-password"
-    password = load_secret(secret_name, stack=stack)
-    prefect_docker = require("prefect_docker", "docker")
-    block: DockerRegistryCredentials = prefect_docker.DockerRegistryCredentials(
-        registry_url=url, username=user, password=password, reauth=reauth
-    )
-    return block
-
-
-def ensure_docker_pool(
-    name: str | None = None,
-    job: DockerJob | None = None,
-    *,
-    stack: Stack | str | None = None,
-    description: str | None = None,
-    concurrency_limit: int | None = None,
-    adopt: bool | None = None,
-    dry_run: bool = False,
-) -> PoolResult:
-    """Create or update a ``docker`` work pool whose job defaults are ``job``'s variables.
-
-    Idempotent: an up-to-date pool is read once and not written (``unchanged``). The merge
-    policy is `oxeo_flows.pools.ensure_pool`'s.
-
-    Args:
-        name: Pool name (default: ``docker.work-pool``, then the stack's default work pool).
-        job: The job defaults (default: `docker_job` of the stack, or of ``[pools.<name>]``
-            when it is a ``docker`` pool).
-        stack: The stack to read (default: the active stack).
-        description: Pool description.
-        concurrency_limit: Pool concurrency limit.
-        adopt: Take over a pool oxeo-flows did not create.
-        dry_run: Read only.
-
-    Returns:
-        A `PoolResult`.
-
-    Raises:
-        ConfigError: Invalid job settings.
-        PoolError: The pool exists with another type or unmanaged, or the API failed.
-    """
-    from oxeo_flows.pools import ensure_pool
-    from oxeo_flows.stack import DockerPoolSection
-
-    stack = _stack(stack)
-    pool_name = name or stack.docker.work_pool or stack.default_work_pool
-    section = stack.pools.get(pool_name)
-    if section is not None and not isinstance(section, DockerPoolSection):
-        msg = f"pools.{pool_name} of stack {stack.name!r} has type {section.type!r}, not 'docker'"
-        raise ConfigError(msg)
-    if job is None:
-        if section is not None:
-            fields = {
-                k: getattr(section, k) for k in _SECTION_FIELDS if k in section.model_fields_set
-            }
-            if section.registry_credentials_block:
-                fields["registry_credentials"] = section.registry_credentials_block
-            job = docker_job(stack=stack, **fields)
-        else:
-            job = docker_job(stack=stack)
-    if section is not None:
-        description = description if description is not None else section.description
-        if concurrency_limit is None:
-            concurrency_limit = section.concurrency_limit
-        if adopt is None:
-            adopt = section.adopt
-    return ensure_pool(
-        pool_name,
-        type="docker",
-        defaults=_pool_defaults(resolve_job_variables(job)),
-        description=description,
-        concurrency_limit=concurrency_limit,
-        adopt=bool(adopt),
-        dry_run=dry_run,
-    )
-
-
-def resolve_job_variables(job: DockerJob) -> dict[str, Any]:
-    """Render ``job``'s variables with the registry block referenced by id (reads the API).
-
-    Args:
-        job: The job.
-
-    Returns:
-        The job variables, ready for a pool or a deployment.
-
-    Raises:
-        BlockError: The registry credentials block does not exist or the API failed.
-    """
-    if job.registry_credentials is None:
-        return job.job_variables()
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    from oxeo_flows.errors import BlockError
-
-    slug = f"{REGISTRY_BLOCK_TYPE}/{job.registry_credentials}"
-    try:
-        with get_client(sync_client=True) as client:
-            doc = client.read_block_document_by_name(
-                job.registry_credentials, block_type_slug=REGISTRY_BLOCK_TYPE
-            )
-    except ObjectNotFound as exc:
-        msg = (
-            f"registry credentials block {slug!r} does not exist; save it first with "
-            f"ensure_block(docker_registry_credentials(), {job.registry_credentials!r})"
-        )
-        raise BlockError(msg) from exc
-    except Exception as exc:
-        msg = f"cannot read block {slug!r} from the Prefect API: {exc}"
-        raise BlockError(msg) from exc
-    return job.job_variables(registry_block_id=str(doc.id))
-
-
-def _pool_defaults(variables: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(variables)

@@ -463,7 +463,7 @@ def _check_vertex(stack: Stack, out: _Out) -> None:
         try:
             import warnings
 
-            from oxeo_flows.vertex import vertex_job
+            from oxeo_flows.pools.kind_vertex import vertex_job
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

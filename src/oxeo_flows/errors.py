@@ -15,6 +15,7 @@ Google Cloud, AWS or Dask are translated at the adapter that talks to them (with
     │   └── ClusterStartTimeout (also TimeoutError)  a Dask cluster was not reachable in time
     ├── PoolError                              a work pool could not be read or written
     ├── BlockError                             a Prefect block could not be read or saved
+    │   └── BlockNotFoundError                 no block of that type and name is saved
     ├── StorageError
     │   └── SyncError                          a code sync failed part-way (carries the report)
     ├── DeployError                            a deployment could not be built or registered
@@ -29,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "ApplyError",
     "BlockError",
+    "BlockNotFoundError",
     "ClusterError",
     "ClusterStartTimeout",
     "ConfigError",
@@ -105,6 +107,10 @@ class PoolError(OxeoFlowsError):
 
 class BlockError(OxeoFlowsError):
     """A Prefect block could not be loaded or saved."""
+
+
+class BlockNotFoundError(BlockError):
+    """No block of the type and name asked for is saved in the Prefect API."""
 
 
 class StorageError(OxeoFlowsError):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, model_validator
 
 from oxeo_flows._model import Model
 
-__all__ = ["AwsNetwork", "GcpNetwork"]
+__all__ = ["AwsNetwork", "AwsNetworkFields", "GcpNetwork", "GcpNetworkFields"]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PROJECT_NUMBER = re.compile(r"^[0-9]{6,19}$")
@@ -29,6 +29,8 @@ _AWS_ID = {
     "subnet": re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$"),
     "sg": re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$"),
 }
+
+_SA_EMAIL = re.compile(r"^[a-z][a-z0-9-]{4,29}@[a-z0-9.-]+\.gserviceaccount\.com$")
 
 PROJECT_NUMBER_HINT = (
     "find it with: gcloud projects describe PROJECT_ID --format='value(projectNumber)'"
@@ -91,6 +93,46 @@ def check_zone(value: str) -> str:
     return value
 
 
+def check_service_account(value: str) -> str:
+    """Validate a service account email (``NAME@PROJECT.iam.gserviceaccount.com``)."""
+    if not _SA_EMAIL.match(value):
+        msg = (
+            f"{value!r} is not a service account email "
+            "(expected NAME@PROJECT.iam.gserviceaccount.com)"
+        )
+        raise ValueError(msg)
+    return value
+
+
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Validate GCP labels: keys and values of lowercase letters, digits, ``_`` and ``-``."""
+    if len(labels) > 64:
+        msg = f"{len(labels)} labels is too many: GCP allows at most 64 per resource"
+        raise ValueError(msg)
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            msg = (
+                f"label key {key!r} is not a valid GCP label key: 1-63 characters, "
+                "lowercase letters, digits, '_' and '-', starting with a lowercase letter"
+            )
+            raise ValueError(msg)
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            msg = (
+                f"label {key!r} has value {value!r}, not a valid GCP label value: at most "
+                "63 characters, lowercase letters, digits, '_' and '-'"
+            )
+            raise ValueError(msg)
+    return labels
+
+
+GcpLabels = Annotated[dict[str, str], AfterValidator(check_labels)]
+"""GCP resource labels, validated by `check_labels`."""
+ServiceAccountEmail = Annotated[str, AfterValidator(check_service_account)]
+"""A service account email, validated by `check_service_account`."""
 ProjectId = Annotated[str, AfterValidator(check_project_id)]
 """A GCP project id, validated by `check_project_id`."""
 ProjectNumber = Annotated[str, BeforeValidator(check_project_number)]
@@ -104,7 +146,83 @@ SubnetworkName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "subn
 RangeName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "reserved IP range"))]
 
 
-class GcpNetwork(Model):
+class GcpNetworkFields(Model):
+    """The fields of a GCP network, all optional, with their checks.
+
+    The one field set that `GcpNetwork` and the stack's ``[gcp]`` section share: a value the
+    stack accepts is one the spec accepts.
+    """
+
+    project: ProjectId | None = None
+    """Project id where jobs and VMs run, e.g. `oxeo-main`."""
+    project_number: ProjectNumber | None = None
+    """Number of `project` (digits); Vertex AI addresses networks by number."""
+    network: NetworkName | None = None
+    """VPC network name (peered with Vertex AI for private access); a full
+    `projects/<NUMBER>/global/networks/<NAME>` path is split."""
+    subnetwork: SubnetworkName | None = None
+    """Subnetwork name in `region` where Dask VMs are placed."""
+    region: Region | None = None
+    """Region of the subnetwork and of Vertex jobs, e.g. `europe-west4`."""
+    reserved_ip_ranges: tuple[RangeName, ...] = ()
+    """Private-services-access range names Vertex AI jobs may use."""
+    host_project: ProjectId | None = None
+    """Shared VPC host project id that owns the network."""
+    host_project_number: ProjectNumber | None = None
+    """Shared VPC host project number."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_network_path(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        key = "network" if "network" in data else None
+        value = data.get("network") if key else None
+        if isinstance(value, str) and (m := _NETWORK_PATH.match(value)):
+            data = dict(data)
+            data["network"] = m.group("name")
+            number = m.group("project")
+            if not _PROJECT_NUMBER.match(number):
+                msg = (
+                    f"network path {value!r} names the project by id ({number!r}), but a path "
+                    "needs the project NUMBER (projects/<NUMBER>/global/networks/<NAME>); give "
+                    f"just the name, network = {m.group('name')!r}, with project-number set"
+                )
+                raise ValueError(msg)
+            target = (
+                "host_project_number"
+                if data.get("host_project") or data.get("host-project")
+                else "project_number"
+            )
+            alias = target.replace("_", "-")
+            given = data.get(target, data.get(alias))
+            if given is not None and str(given) != number:
+                msg = (
+                    f"network path {value!r} names project {number!r} but {alias} is {given!r}; "
+                    "give the network by name, or make them agree"
+                )
+                raise ValueError(msg)
+            data[target] = number
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GcpNetworkFields:
+        if self.host_project_number and not self.host_project:
+            msg = "host-project-number is set without host-project; set both for a Shared VPC"
+            raise ValueError(msg)
+        if self.subnetwork and not self.region:
+            msg = f"subnetwork {self.subnetwork!r} needs a region (subnetworks are regional)"
+            raise ValueError(msg)
+        if self.reserved_ip_ranges and not self.network:
+            msg = (
+                f"reserved-ip-ranges {list(self.reserved_ip_ranges)} are set without a network; "
+                "reserved ranges belong to the peered network (set network)"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class GcpNetwork(GcpNetworkFields):
     """A VPC network (and optionally a subnetwork) in a GCP project, possibly a Shared VPC.
 
     Attributes:
@@ -130,50 +248,7 @@ class GcpNetwork(Model):
     """
 
     project: ProjectId
-    project_number: ProjectNumber | None = None
     network: NetworkName
-    subnetwork: SubnetworkName | None = None
-    region: Region | None = None
-    reserved_ip_ranges: tuple[RangeName, ...] = ()
-    host_project: ProjectId | None = None
-    host_project_number: ProjectNumber | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _split_network_path(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        key = "network" if "network" in data else None
-        value = data.get("network") if key else None
-        if isinstance(value, str) and (m := _NETWORK_PATH.match(value)):
-            data = dict(data)
-            data["network"] = m.group("name")
-            number = m.group("project")
-            target = (
-                "host_project_number"
-                if data.get("host_project") or data.get("host-project")
-                else "project_number"
-            )
-            alias = target.replace("_", "-")
-            given = data.get(target, data.get(alias))
-            if given is not None and str(given) != number:
-                msg = (
-                    f"network path {value!r} names project {number!r} but {alias} is {given!r}; "
-                    "give the network by name, or make them agree"
-                )
-                raise ValueError(msg)
-            data[target] = number
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> GcpNetwork:
-        if self.host_project_number and not self.host_project:
-            msg = "host-project-number is set without host-project; set both for a Shared VPC"
-            raise ValueError(msg)
-        if self.subnetwork and not self.region:
-            msg = f"subnetwork {self.subnetwork!r} needs a region (subnetworks are regional)"
-            raise ValueError(msg)
-        return self
 
     @property
     def network_project(self) -> str:
@@ -214,7 +289,39 @@ class GcpNetwork(Model):
         )
 
 
-class AwsNetwork(Model):
+def _aws_region(value: str) -> str:
+    if not _AWS_REGION.match(value):
+        msg = f"{value!r} is not an AWS region (expected something like 'eu-west-1')"
+        raise ValueError(msg)
+    return value
+
+
+AwsRegion = Annotated[str, AfterValidator(_aws_region)]
+"""An AWS region such as ``eu-west-1``."""
+VpcId = Annotated[str, AfterValidator(lambda v: _check_aws_id(v, "vpc", "VPC id"))]
+"""A VPC id (``vpc-...``)."""
+SubnetId = Annotated[str, AfterValidator(lambda v: _check_aws_id(v, "subnet", "subnet id"))]
+"""A subnet id (``subnet-...``)."""
+SecurityGroupId = Annotated[
+    str, AfterValidator(lambda v: _check_aws_id(v, "sg", "security group id"))
+]
+"""A security group id (``sg-...``)."""
+
+
+class AwsNetworkFields(Model):
+    """The fields of an AWS network, all optional: shared by `AwsNetwork` and ``[aws]``."""
+
+    region: AwsRegion | None = None
+    """AWS region, e.g. `eu-west-1`."""
+    vpc: VpcId | None = None
+    """VPC id (`vpc-...`)."""
+    subnets: tuple[SubnetId, ...] = ()
+    """Subnet ids (`subnet-...`); the first is used for single-subnet resources."""
+    security_groups: tuple[SecurityGroupId, ...] = ()
+    """Security group ids (`sg-...`)."""
+
+
+class AwsNetwork(AwsNetworkFields):
     """A VPC in one AWS region, with the subnets and security groups to place instances in.
 
     Attributes:
@@ -224,33 +331,7 @@ class AwsNetwork(Model):
         security_groups: Security group ids (``sg-...``).
     """
 
-    region: str
-    vpc: str | None = None
-    subnets: tuple[str, ...] = ()
-    security_groups: tuple[str, ...] = Field(default=())
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str) -> str:
-        if not _AWS_REGION.match(v):
-            msg = f"{v!r} is not an AWS region (expected something like 'eu-west-1')"
-            raise ValueError(msg)
-        return v
-
-    @field_validator("vpc")
-    @classmethod
-    def _vpc(cls, v: str | None) -> str | None:
-        return None if v is None else _check_aws_id(v, "vpc", "VPC id")
-
-    @field_validator("subnets")
-    @classmethod
-    def _subnets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_aws_id(s, "subnet", "subnet id") for s in v)
-
-    @field_validator("security_groups")
-    @classmethod
-    def _groups(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_aws_id(s, "sg", "security group id") for s in v)
+    region: AwsRegion
 
 
 def _check_aws_id(value: str, kind: str, what: str) -> str:

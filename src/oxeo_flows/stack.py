@@ -33,21 +33,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from oxeo_flows._checks import ImageRef, PipRequirement, VolumeSpec
 from oxeo_flows._model import Model, format_validation_error, kebab
+from oxeo_flows.docker_pool import DockerFields
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.network import (
     AwsNetwork,
+    AwsNetworkFields,
+    GcpLabels,
     GcpNetwork,
-    ProjectId,
-    ProjectNumber,
-    RangeName,
-    Region,
-    SubnetworkName,
+    GcpNetworkFields,
+    SecurityGroupId,
+    ServiceAccountEmail,
+    SubnetId,
     Zone,
     check_project_id,
     check_zone,
 )
+from oxeo_flows.vertex import VertexFields
 
 __all__ = [
     "AwsSection",
@@ -74,8 +76,6 @@ ENV_PREFIX = "OXEO_FLOWS_"
 #: Environment variables with the prefix that are not stack keys.
 RESERVED_ENV = frozenset({"OXEO_FLOWS_STACK", "OXEO_FLOWS_CONFIG"})
 LOCAL = "local"
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _FREEFORM = frozenset({"labels", "env", "variables", "parameters", "tags", "pools"})
 
 
@@ -105,44 +105,17 @@ class GcpEndpoints(Model):
     """Service Networking API base URL override (used by `doctor`)."""
 
 
-class GcpSection(Model):
+class GcpSection(GcpNetworkFields):
     """``[gcp]``: the Google Cloud project and its private network."""
 
-    project: ProjectId | None = None
-    """Project id where jobs and VMs run, e.g. `oxeo-main`."""
-    project_number: ProjectNumber | None = None
-    """Number of `project` (digits); Vertex AI addresses networks by number."""
-    region: Region | None = None
-    """Default region, e.g. `europe-west4`."""
     zone: Zone | None = None
     """Default zone, in `region`, e.g. `europe-west4-a`."""
-    network: str | None = None
-    """VPC network name (peered with Vertex AI for private access)."""
-    subnetwork: SubnetworkName | None = None
-    """Subnetwork name in `region` where Dask VMs are placed."""
-    host_project: ProjectId | None = None
-    """Shared VPC host project id that owns the network."""
-    host_project_number: ProjectNumber | None = None
-    """Shared VPC host project number."""
-    reserved_ip_ranges: tuple[RangeName, ...] = ()
-    """Private-services-access range names Vertex AI jobs may use."""
-    service_account: str | None = None
+    service_account: ServiceAccountEmail | None = None
     """Service account email for Vertex jobs and Dask VMs."""
     credentials_block: str | None = None
     """Name of a saved `GcpCredentials` block (default: application default credentials)."""
     endpoints: GcpEndpoints = GcpEndpoints()
     """API endpoint overrides."""
-
-    @field_validator("service_account")
-    @classmethod
-    def _service_account(cls, v: str | None) -> str | None:
-        if v is not None and ("@" not in v or not v.endswith(".gserviceaccount.com")):
-            msg = (
-                f"{v!r} is not a service account email "
-                "(expected NAME@PROJECT.iam.gserviceaccount.com)"
-            )
-            raise ValueError(msg)
-        return v
 
     @model_validator(mode="after")
     def _zone_in_region(self) -> GcpSection:
@@ -158,62 +131,41 @@ class GcpSection(Model):
         if not self.project:
             msg = f"gcp.network is {self.network!r} but gcp.project is not set"
             raise ConfigError(msg)
-        return GcpNetwork(
-            project=self.project,
-            project_number=self.project_number,
-            network=self.network,
-            subnetwork=self.subnetwork,
-            region=self.region,
-            reserved_ip_ranges=self.reserved_ip_ranges,
-            host_project=self.host_project,
-            host_project_number=self.host_project_number,
-        )
+        fields = {name: getattr(self, name) for name in GcpNetworkFields.model_fields}
+        return GcpNetwork.model_validate(fields)
 
 
-class AwsSection(Model):
+class AwsSection(AwsNetworkFields):
     """``[aws]``: the AWS account, region and VPC."""
 
-    region: str | None = None
-    """AWS region, e.g. `eu-west-1`."""
     profile: str | None = None
     """Named profile from `~/.aws/config`."""
     endpoint_url: str | None = None
     """Endpoint URL override (a VPC endpoint, or moto in tests); `AWS_ENDPOINT_URL` also works."""
     assume_role_arn: str | None = None
     """Role to assume for every AWS call."""
-    vpc: str | None = None
-    """VPC id (`vpc-...`)."""
-    subnets: tuple[str, ...] = ()
-    """Subnet ids (`subnet-...`)."""
-    security_groups: tuple[str, ...] = ()
-    """Security group ids (`sg-...`)."""
     credentials_block: str | None = None
     """Name of a saved `AwsCredentials` block."""
 
     @model_validator(mode="after")
     def _network(self) -> AwsSection:
-        if self.region or self.vpc or self.subnets or self.security_groups:
-            if not self.region:
-                msg = "aws.region is required when a vpc, subnets or security-groups are set"
-                raise ValueError(msg)
-            self.network_spec()
+        if (self.vpc or self.subnets or self.security_groups) and not self.region:
+            msg = "aws.region is required when a vpc, subnets or security-groups are set"
+            raise ValueError(msg)
         return self
 
     def network_spec(self) -> AwsNetwork | None:
         """The `AwsNetwork` this section describes, or None when no region is set."""
         if not self.region:
             return None
-        return AwsNetwork(
-            region=self.region,
-            vpc=self.vpc,
-            subnets=self.subnets,
-            security_groups=self.security_groups,
-        )
+        fields = {name: getattr(self, name) for name in AwsNetworkFields.model_fields}
+        return AwsNetwork.model_validate(fields)
 
 
-class VertexSection(Model):
+class VertexSection(VertexFields):
     """``[vertex]``: defaults for flow runs as Vertex AI custom jobs (see `oxeo_flows.vertex_job`).
 
+    The job settings are `VertexJob`'s (one field set, `oxeo_flows.vertex.VertexFields`).
     ``region``, ``service-account`` and ``credentials-block`` fall back to the ``gcp`` section;
     the network and reserved IP ranges always come from it (``private-network = false`` opts
     out of VPC peering). ``max-run-time-hours`` defaults to 24 (Prefect's own default is 1).
@@ -221,46 +173,10 @@ class VertexSection(Model):
     start by ``python -m oxeo_flows.vertex_entrypoint`` instead of travelling in the job spec.
     """
 
-    image: str | None = None
-    """Container image of the flow run job."""
-    region: str | None = None
-    """Region of the job (default: `gcp.region`)."""
-    machine_type: str = "n1-standard-4"
-    """Machine type, e.g. `n1-highmem-8`."""
-    accelerator_type: str | None = None
-    """GPU type, e.g. `NVIDIA_TESLA_T4` (with `accelerator-count`)."""
-    accelerator_count: int | None = None
-    """Number of GPUs (with `accelerator-type`)."""
-    boot_disk_type: str = "pd-ssd"
-    """`pd-ssd` or `pd-standard`."""
-    boot_disk_size_gb: int = 100
-    """Boot disk size in GB."""
-    max_run_time_hours: int = Field(default=24, ge=1)
-    """Maximum run time; Prefect's own default is a silent 1 hour."""
-    max_wait_hours: float | None = None
-    """Maximum time a job may wait for resources (FLEX_START)."""
-    scheduling_strategy: Literal["STANDARD", "SPOT", "FLEX_START"] = "STANDARD"
-    """`STANDARD`, `SPOT` or `FLEX_START`."""
-    restart_job_on_worker_restart: bool = False
-    """Restart the job when its VM is restarted."""
-    labels: dict[str, str] = {}
-    """GCP labels on the job (lowercase keys and values, at most 63 characters)."""
-    env: dict[str, str] = {}
-    """Environment of the job; never secret values (load secrets by name at run time)."""
-    enable_web_access: bool = False
-    """Interactive shell access to the job."""
-    enable_dashboard_access: bool = False
-    """Dashboard access to the job."""
     private_network: bool = True
     """Attach the stack's `gcp.network` (VPC peering); false is an explicit opt-out."""
-    service_account: str | None = None
-    """Service account of the job (default: `gcp.service-account`)."""
     credentials_block: str | None = None
     """`GcpCredentials` block the worker uses (default: `gcp.credentials-block`)."""
-    job_watch_poll_interval: float = 5.0
-    """Seconds between job state polls by the worker."""
-    api_key_secret: str | None = None
-    """Secret Manager secret holding the Prefect API key, read by the job at start."""
     work_pool: str | None = None
     """Work pool deployments of this stack use for the `vertex` runner."""
 
@@ -323,17 +239,6 @@ class DaskTlsSection(Model):
         return self.has("ca")
 
 
-def _check_labels(v: dict[str, str], what: str) -> dict[str, str]:
-    for key, value in v.items():
-        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-            msg = (
-                f"{what} {key}={value!r} is not a valid GCE label: keys start with a lowercase "
-                "letter; keys and values use at most 63 lowercase letters, digits, '-' and '_'"
-            )
-            raise ValueError(msg)
-    return v
-
-
 class DaskGcpSection(Model):
     """``[dask.gcp]``: GCE VMs for an ephemeral Dask cluster (network from ``[gcp]``)."""
 
@@ -363,17 +268,12 @@ class DaskGcpSection(Model):
     public_ip: bool = False
     bootstrap: bool = True
     auto_shutdown: bool = Field(default=True, description="VMs shut down when Dask exits.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra GCE labels.")
+    labels: GcpLabels = Field(default_factory=dict, description="Extra GCE labels.")
 
     @field_validator("zone")
     @classmethod
     def _zone(cls, v: str | None) -> str | None:
         return None if v is None else check_zone(v)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        return _check_labels(v, "label")
 
     @model_validator(mode="after")
     def _gpus(self) -> DaskGcpSection:
@@ -408,10 +308,10 @@ class DaskEc2Section(Model):
     )
     bootstrap: bool = True
     tags: dict[str, str] = Field(default_factory=dict, description="Extra EC2 tags.")
-    subnet: str | None = Field(
+    subnet: SubnetId | None = Field(
         default=None, description="Subnet id (default: the first of aws.subnets); required."
     )
-    security_groups: tuple[str, ...] = Field(
+    security_groups: tuple[SecurityGroupId, ...] = Field(
         default=(), description="Security group ids (default: aws.security-groups); required."
     )
     availability_zone: str | None = Field(default=None, description="Availability zone.")
@@ -423,16 +323,6 @@ class DaskEc2Section(Model):
             msg = f"{v!r} is not an AMI id (expected 'ami-' followed by 8 or 17 hex digits)"
             raise ValueError(msg)
         return v
-
-    @field_validator("subnet")
-    @classmethod
-    def _subnet(cls, v: str | None) -> str | None:
-        return None if v is None else AwsNetwork(region="eu-west-1", subnets=(v,)).subnets[0]
-
-    @field_validator("security_groups")
-    @classmethod
-    def _groups(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return AwsNetwork(region="eu-west-1", security_groups=v).security_groups
 
 
 _PARAMETER_TARGETS = frozenset(
@@ -578,6 +468,30 @@ class StorageSection(Model):
     """Extra ignore patterns (gitignore syntax) for code sync."""
     max_concurrency: int = Field(default=8, ge=1, le=64)
     """Parallel uploads / downloads."""
+    image_code_dir: str | None = None
+    """The image has the code: the absolute directory inside the flow image that holds this
+    project; deployments run from there and nothing is synced (instead of `bucket`)."""
+
+    @field_validator("image_code_dir")
+    @classmethod
+    def _image_code_dir(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or any(c.isspace() for c in v)):
+            msg = (
+                f"{v!r} is not an absolute directory in the image (e.g. '/opt/prefect/flows', "
+                "where the Dockerfile copies the project)"
+            )
+            raise ValueError(msg)
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StorageSection:
+        if self.bucket and self.image_code_dir:
+            msg = (
+                "bucket and image-code-dir are both set: deployments either pull the code from "
+                "S3 (bucket) or run it from the image (image-code-dir); keep one"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_validator("bucket")
     @classmethod
@@ -594,31 +508,14 @@ class StorageSection(Model):
         return None if v is None else _plain_error(check_folder, v, "folder")
 
 
-class DockerSection(Model):
-    """``[docker]``: defaults for flow runs as Docker containers (``docker`` work pools)."""
+class DockerSection(DockerFields):
+    """``[docker]``: defaults for flow runs as Docker containers (``docker`` work pools).
 
-    image: ImageRef | None = None
-    """Container image of the flow run."""
-    env: dict[str, str] = {}
-    """Environment of the container; never secret values."""
-    extra_pip_packages: tuple[PipRequirement, ...] = ()
-    """Packages installed at container start (`EXTRA_PIP_PACKAGES`)."""
-    networks: tuple[str, ...] = ()
-    """Docker networks to attach."""
-    network_mode: str | None = None
-    """Docker network mode, e.g. `host`."""
-    volumes: tuple[VolumeSpec, ...] = ()
-    """Volume mounts, `SOURCE:TARGET[:ro|rw]`."""
-    mem_limit: str | None = None
-    """Memory limit, e.g. `4g`."""
-    image_pull_policy: Literal["IfNotPresent", "Always", "IfPossible", "Never"] | None = None
-    """When to pull the image."""
-    auto_remove: bool = False
-    """Remove the container when it exits."""
-    privileged: bool = False
-    """Run the container privileged."""
-    stream_output: bool = True
-    """Stream the container's output to the worker's log."""
+    The container settings are `DockerJob`'s (one field set,
+    `oxeo_flows.docker_pool.DockerFields`); the registry keys describe the
+    `DockerRegistryCredentials` block the pool references.
+    """
+
     registry_url: str | None = None
     """Private registry URL."""
     registry_username: str | None = None

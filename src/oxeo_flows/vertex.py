@@ -22,23 +22,19 @@ from __future__ import annotations
 
 import re
 import shlex
-import warnings
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from oxeo_flows._model import Model, format_validation_error, kebab
+from oxeo_flows._checks import ImageRef
+from oxeo_flows._model import Model, format_validation_error
 from oxeo_flows._redact import is_loaded_secret
-from oxeo_flows.errors import BlockError, ConfigError
-from oxeo_flows.network import GcpNetwork, check_region
+from oxeo_flows.errors import ConfigError
+from oxeo_flows.network import GcpLabels, GcpNetwork, Region, ServiceAccountEmail
 
-if TYPE_CHECKING:
-    from oxeo_flows.pools import PoolResult
-    from oxeo_flows.stack import Stack, VertexSection
-
-__all__ = ["ENTRYPOINT_MODULE", "VertexJob", "ensure_vertex_pool", "vertex_job"]
+__all__ = ["ENTRYPOINT_MODULE", "MAX_LABELS", "VertexFields", "VertexJob"]
 
 #: The module that reads the Prefect API key from Secret Manager, then runs the flow run.
 ENTRYPOINT_MODULE = "oxeo_flows.vertex_entrypoint"
@@ -48,13 +44,24 @@ _VERTEX_NETWORK = re.compile(r"^projects/(?P<project>[^/]+)/global/networks/(?P<
 _DIGITS = re.compile(r"^[0-9]{6,19}$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")
 _ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_RESOURCE = re.compile(
     r"^projects/[^/]+/secrets/[A-Za-z0-9_-]{1,255}(/versions/([0-9]+|latest))?$"
 )
-_SA_EMAIL = re.compile(r"^[a-z][a-z0-9-]{4,29}@[a-z0-9.-]+\.gserviceaccount\.com$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_REQUIRED = {
+    "image": (
+        "is required: the container image that runs the flow (set vertex.image in the stack, "
+        "or pass image=...)"
+    ),
+    "region": "is required: set vertex.region or gcp.region in the stack, or pass region=...",
+    "service_account": (
+        "is required: Vertex AI runs the job as this service account (and without one it uses "
+        "a Google-managed agent that cannot reach your secrets). Set vertex.service-account or "
+        "gcp.service-account in the stack, or pass "
+        "service_account='NAME@PROJECT.iam.gserviceaccount.com'"
+    ),
+}
 _OriginOf = Callable[[tuple[str, ...]], "str | None"]
 _build_context: ContextVar[tuple[str, _OriginOf | None] | None] = ContextVar(
     "oxeo_flows_vertex_build", default=None
@@ -73,7 +80,138 @@ def _secret_env_message(key: str, why: str) -> str:
     )
 
 
-class VertexJob(Model):
+class VertexFields(Model):
+    """The settings of a Vertex AI job, all optional, with their checks.
+
+    The one field set shared by `VertexJob` (the spec) and the stack's ``[vertex]`` and
+    ``[pools.<name>]`` (``type = "vertex-ai"``) sections, so a value the stack accepts is one the
+    spec accepts. See `VertexJob` for what each field means.
+    """
+
+    image: ImageRef | None = None
+    """Container image of the flow run job."""
+    region: Region | None = None
+    """Region of the job (default: `gcp.region`)."""
+    service_account: ServiceAccountEmail | None = None
+    """Service account of the job (default: `gcp.service-account`)."""
+    machine_type: str = "n1-standard-4"
+    """Machine type, e.g. `n1-highmem-8`."""
+    accelerator_type: str | None = None
+    """GPU type, e.g. `NVIDIA_TESLA_T4` (with `accelerator-count`)."""
+    accelerator_count: int | None = Field(default=None, ge=1, le=16)
+    """Number of GPUs (with `accelerator-type`)."""
+    boot_disk_type: Literal["pd-ssd", "pd-standard", "hyperdisk-balanced"] = "pd-ssd"
+    """`pd-ssd`, `pd-standard` or `hyperdisk-balanced`."""
+    boot_disk_size_gb: int = Field(default=100, ge=100, le=64000)
+    """Boot disk size in GB (100 to 64000)."""
+    max_run_time_hours: int = Field(default=24, ge=1)
+    """Maximum run time in whole hours; Prefect's own default is a silent 1 hour."""
+    scheduling_strategy: Literal["STANDARD", "SPOT", "FLEX_START"] = "STANDARD"
+    """`STANDARD`, `SPOT` or `FLEX_START`."""
+    restart_job_on_worker_restart: bool = False
+    """Restart the job when its VM is restarted."""
+    max_wait_hours: float | None = Field(default=None, gt=0)
+    """Maximum time a job may wait for resources (FLEX_START only)."""
+    labels: GcpLabels = Field(default_factory=dict)
+    """GCP labels on the job (lowercase keys and values, at most 63 characters)."""
+    env: dict[str, str | None] = Field(default_factory=dict)
+    """Environment of the job; never secret values (load secrets by name at run time)."""
+    enable_web_access: bool = False
+    """Interactive shell access to the job."""
+    enable_dashboard_access: bool = False
+    """Dashboard access to the job."""
+    job_watch_poll_interval: float = Field(default=5.0, gt=0)
+    """Seconds between job state polls by the worker."""
+    api_key_secret: str | None = None
+    """Secret Manager secret holding the Prefect API key, read by the job at start (a bare name
+    is completed with `gcp.project`)."""
+    command: str | None = None
+    """Container command (default: Prefect's `prefect flow-run execute`)."""
+
+    @field_validator("machine_type")
+    @classmethod
+    def _machine_type(cls, v: str) -> str:
+        if not _MACHINE_TYPE.match(v):
+            msg = f"{v!r} is not a Compute Engine machine type (e.g. 'n1-standard-4')"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("accelerator_type")
+    @classmethod
+    def _accelerator_type(cls, v: str | None) -> str | None:
+        if v is not None and not _ACCELERATOR.match(v):
+            msg = (
+                f"{v!r} is not a Vertex AI accelerator type; use the API's enum name, e.g. "
+                "'NVIDIA_TESLA_T4' or 'NVIDIA_L4'"
+            )
+            raise ValueError(msg)
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > MAX_LABELS:
+            msg = (
+                f"{len(v)} labels is too many: at most {MAX_LABELS} (GCP allows 64 per job and "
+                "Prefect adds about a dozen of its own)"
+            )
+            raise ValueError(msg)
+        return v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            return v
+        from pydantic import SecretBytes, SecretStr
+
+        for key, value in v.items():
+            if not isinstance(key, str) or not _ENV_NAME.match(key):
+                msg = f"env name {key!r} is not a valid environment variable name"
+                raise ValueError(msg)
+            if isinstance(value, SecretStr | SecretBytes):
+                raise ValueError(_secret_env_message(key, "is a SecretStr"))
+            if isinstance(value, str) and is_loaded_secret(value):
+                raise ValueError(_secret_env_message(key, "holds a value loaded with load_secret"))
+            if key == "PREFECT_API_KEY" and value is not None:
+                msg = (
+                    "env['PREFECT_API_KEY'] must not be set here: it would be stored in the job "
+                    "spec in plain text. Set api_key_secret (vertex.api-key-secret) to the "
+                    "Secret Manager secret holding the key; the job reads it at start"
+                )
+                raise ValueError(msg)
+        return v
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _api_key_secret(cls, v: str | None) -> str | None:
+        if v is not None and not (_SECRET_RESOURCE.match(v) or _SECRET_NAME.match(v)):
+            msg = (
+                f"{v!r} is not a Secret Manager secret resource: use "
+                "projects/<PROJECT>/secrets/<NAME> (optionally /versions/<N|latest>), or give "
+                "just the name in the stack's vertex.api-key-secret with gcp.project set"
+            )
+            raise ValueError(msg)
+        return v
+
+    @model_validator(mode="after")
+    def _together(self) -> VertexFields:
+        if self.accelerator_count is not None and self.accelerator_type is None:
+            msg = (
+                f"accelerator_count is {self.accelerator_count} but accelerator_type is not "
+                "set; give both (e.g. accelerator_type='NVIDIA_TESLA_T4')"
+            )
+            raise ValueError(msg)
+        if self.max_wait_hours is not None and self.scheduling_strategy != "FLEX_START":
+            msg = (
+                f"max_wait_hours is set but scheduling_strategy is {self.scheduling_strategy!r}; "
+                "it only applies to FLEX_START"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class VertexJob(VertexFields):
     """A Vertex AI custom job for one flow run: validated, frozen, and free of I/O.
 
     Build one from the stack with `vertex_job`, or directly. Invalid values raise `ConfigError`
@@ -122,27 +260,8 @@ class VertexJob(Model):
         ```
     """
 
-    image: str | None = None
-    region: str | None = None
-    service_account: str | None = None
-    machine_type: str = "n1-standard-4"
-    accelerator_type: str | None = None
-    accelerator_count: int | None = Field(default=None, ge=1, le=16)
-    boot_disk_type: Literal["pd-ssd", "pd-standard", "hyperdisk-balanced"] = "pd-ssd"
-    boot_disk_size_gb: int = Field(default=100, ge=100, le=64000)
-    max_run_time_hours: int = Field(default=24, ge=1)
     network: GcpNetwork | str | None = None
     reserved_ip_ranges: tuple[str, ...] = ()
-    scheduling_strategy: Literal["STANDARD", "SPOT", "FLEX_START"] = "STANDARD"
-    restart_job_on_worker_restart: bool = False
-    max_wait_hours: float | None = Field(default=None, gt=0)
-    labels: dict[str, str] = Field(default_factory=dict)
-    env: dict[str, str | None] = Field(default_factory=dict)
-    enable_web_access: bool = False
-    enable_dashboard_access: bool = False
-    job_watch_poll_interval: float = Field(default=5.0, gt=0)
-    api_key_secret: str | None = None
-    command: str | None = None
 
     def __init__(self, **data: Any) -> None:
         # pydantic calls a custom __init__ from model_validate too, so this is the one place
@@ -154,66 +273,36 @@ class VertexJob(Model):
             message = format_validation_error(exc, VertexJob, where=where, origin_of=origin_of)
             raise ConfigError(message) from None
 
+    @classmethod
+    def build(
+        cls, data: Mapping[str, Any], *, where: str, origin_of: _OriginOf | None = None
+    ) -> VertexJob:
+        """Build a job from ``data``; errors name ``where`` and each value's origin.
+
+        Args:
+            data: Field values.
+            where: What is being built, e.g. ``"vertex_job() for stack 'prod'"``.
+            origin_of: Where the value at a key came from (a stack key, "argument").
+
+        Returns:
+            The validated job.
+
+        Raises:
+            ConfigError: One line per invalid or missing value.
+        """
+        token = _build_context.set((where, origin_of))
+        try:
+            return cls(**data)
+        finally:
+            _build_context.reset(token)
+
     # ------------------------------------------------------------------ fields
 
-    @field_validator("image")
+    @field_validator("image", "region", "service_account")
     @classmethod
-    def _image(cls, v: str | None) -> str:
-        if not v or not v.strip():
-            msg = (
-                "is required: the container image that runs the flow (set vertex.image in the "
-                "stack, or pass image=...)"
-            )
-            raise ValueError(msg)
-        if any(c.isspace() for c in v):
-            msg = f"{v!r} is not a container image reference (it contains whitespace)"
-            raise ValueError(msg)
-        return v
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str:
+    def _required(cls, v: str | None, info: ValidationInfo) -> str:
         if not v:
-            msg = "is required: set vertex.region or gcp.region in the stack, or pass region=..."
-            raise ValueError(msg)
-        return check_region(v)
-
-    @field_validator("service_account")
-    @classmethod
-    def _service_account(cls, v: str | None) -> str:
-        if not v:
-            msg = (
-                "is required: Vertex AI runs the job as this service account (and without one "
-                "it uses a Google-managed agent that cannot reach your secrets). Set "
-                "vertex.service-account or gcp.service-account in the stack, or pass "
-                "service_account='NAME@PROJECT.iam.gserviceaccount.com'"
-            )
-            raise ValueError(msg)
-        if not _SA_EMAIL.match(v):
-            msg = (
-                f"{v!r} is not a service account email "
-                "(expected NAME@PROJECT.iam.gserviceaccount.com)"
-            )
-            raise ValueError(msg)
-        return v
-
-    @field_validator("machine_type")
-    @classmethod
-    def _machine_type(cls, v: str) -> str:
-        if not _MACHINE_TYPE.match(v):
-            msg = f"{v!r} is not a Compute Engine machine type (e.g. 'n1-standard-4')"
-            raise ValueError(msg)
-        return v
-
-    @field_validator("accelerator_type")
-    @classmethod
-    def _accelerator_type(cls, v: str | None) -> str | None:
-        if v is not None and not _ACCELERATOR.match(v):
-            msg = (
-                f"{v!r} is not a Vertex AI accelerator type; use the API's enum name, e.g. "
-                "'NVIDIA_TESLA_T4' or 'NVIDIA_L4'"
-            )
-            raise ValueError(msg)
+            raise ValueError(_REQUIRED[info.field_name or ""])
         return v
 
     @field_validator("network", mode="before")
@@ -259,74 +348,20 @@ class VertexJob(Model):
             raise ValueError(msg)
         return v
 
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        if len(v) > MAX_LABELS:
-            msg = (
-                f"{len(v)} labels is too many: at most {MAX_LABELS} (GCP allows 64 per job and "
-                "Prefect adds about a dozen of its own)"
-            )
-            raise ValueError(msg)
-        for key, value in v.items():
-            if not _LABEL_KEY.match(key):
-                msg = (
-                    f"label key {key!r} is not a valid GCP label key: 1-63 characters, "
-                    "lowercase letters, digits, '_' and '-', starting with a lowercase letter"
-                )
-                raise ValueError(msg)
-            if not _LABEL_VALUE.match(value):
-                msg = (
-                    f"label {key!r} has value {value!r}, not a valid GCP label value: at most "
-                    "63 characters, lowercase letters, digits, '_' and '-'"
-                )
-                raise ValueError(msg)
-        return v
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, v: Any) -> Any:
-        if not isinstance(v, Mapping):
-            return v
-        from pydantic import SecretBytes, SecretStr
-
-        for key, value in v.items():
-            if not isinstance(key, str) or not _ENV_NAME.match(key):
-                msg = f"env name {key!r} is not a valid environment variable name"
-                raise ValueError(msg)
-            if isinstance(value, SecretStr | SecretBytes):
-                raise ValueError(_secret_env_message(key, "is a SecretStr"))
-            if isinstance(value, str) and is_loaded_secret(value):
-                raise ValueError(_secret_env_message(key, "holds a value loaded with load_secret"))
-            if key == "PREFECT_API_KEY" and value is not None:
-                msg = (
-                    "env['PREFECT_API_KEY'] must not be set here: it would be stored in the job "
-                    "spec in plain text. Set api_key_secret (vertex.api-key-secret) to the "
-                    "Secret Manager secret holding the key; the job reads it at start"
-                )
-                raise ValueError(msg)
-        return v
-
     @field_validator("api_key_secret")
     @classmethod
-    def _api_key_secret(cls, v: str | None) -> str | None:
+    def _api_key_resource(cls, v: str | None) -> str | None:
         if v is not None and not _SECRET_RESOURCE.match(v):
             msg = (
                 f"{v!r} is not a Secret Manager secret resource: use "
-                "projects/<PROJECT>/secrets/<NAME> (optionally /versions/<N|latest>), or give "
-                "just the name in the stack's vertex.api-key-secret with gcp.project set"
+                "projects/<PROJECT>/secrets/<NAME> (optionally /versions/<N|latest>); the stack's "
+                "vertex.api-key-secret may give just the name when gcp.project is set"
             )
             raise ValueError(msg)
         return v
 
     @model_validator(mode="after")
-    def _together(self) -> VertexJob:
-        if self.accelerator_count is not None and self.accelerator_type is None:
-            msg = (
-                f"accelerator_count is {self.accelerator_count} but accelerator_type is not "
-                "set; give both (e.g. accelerator_type='NVIDIA_TESLA_T4')"
-            )
-            raise ValueError(msg)
+    def _with_network(self) -> VertexJob:
         if self.reserved_ip_ranges and self.network is None:
             msg = (
                 f"reserved_ip_ranges {list(self.reserved_ip_ranges)} are set without a network; "
@@ -343,12 +378,6 @@ class VertexJob(Model):
                 f"region {self.region!r} differs from the network's region "
                 f"{self.network.region!r} (gcp.region): run Vertex jobs in the region of the "
                 "subnetwork they must reach, or set vertex.region to match"
-            )
-            raise ValueError(msg)
-        if self.max_wait_hours is not None and self.scheduling_strategy != "FLEX_START":
-            msg = (
-                f"max_wait_hours is set but scheduling_strategy is {self.scheduling_strategy!r}; "
-                "it only applies to FLEX_START"
             )
             raise ValueError(msg)
         return self
@@ -428,250 +457,3 @@ class VertexJob(Model):
         if command is not None:
             out["command"] = command
         return out
-
-
-# ----------------------------------------------------------------------------- from a stack
-
-
-def _section_and_path(stack: Stack, pool: str | None) -> tuple[VertexSection, tuple[str, ...]]:
-    from oxeo_flows.stack import VertexPoolSection
-
-    if pool is None:
-        return stack.vertex, ("vertex",)
-    section = stack.pools.get(pool)
-    if section is None:
-        msg = (
-            f"stack {stack.name!r} has no pool {pool!r} under [pools]; defined: "
-            f"{', '.join(sorted(stack.pools)) or '(none)'}"
-        )
-        raise ConfigError(msg)
-    if not isinstance(section, VertexPoolSection):
-        msg = f"pools.{pool} of stack {stack.name!r} has type {section.type!r}, not 'vertex-ai'"
-        raise ConfigError(msg)
-    return section, ("pools", pool)
-
-
-def vertex_job(
-    *, stack: Stack | str | None = None, pool: str | None = None, **overrides: Any
-) -> VertexJob:
-    """Build a `VertexJob` from the active stack's ``vertex`` and ``gcp`` sections.
-
-    ``region``, ``service_account`` fall back from ``vertex`` to ``gcp``; the network and
-    reserved IP ranges come from the stack's `GcpNetwork` (``gcp.network`` and friends) unless
-    ``vertex.private-network = false``; ``api-key-secret`` given as a bare name is completed
-    with ``gcp.project``. Keyword arguments override any field of `VertexJob`.
-
-    Args:
-        stack: The stack (default: `load_stack()`).
-        pool: Read a ``vertex-ai`` section of ``[pools]`` instead of ``[vertex]``.
-        **overrides: `VertexJob` fields, e.g. ``machine_type="n1-highmem-8"``.
-
-    Returns:
-        The validated job.
-
-    Raises:
-        ConfigError: A missing or invalid value; the message names the key and where it came
-            from (stack file, environment variable or argument).
-
-    Example:
-        ```python
-        from oxeo_flows import vertex_job
-
-        job = vertex_job(machine_type="n1-highmem-8")
-        my_flow.deploy("extract", work_pool_name="vertex", job_variables=job.job_variables())
-        ```
-    """
-    from oxeo_flows.stack import resolve_stack
-
-    stack = resolve_stack(stack)
-    section, path = _section_and_path(stack, pool)
-    gcp = stack.gcp
-    data: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-
-    def take(field: str, value: Any, *where: tuple[str, ...]) -> None:
-        if value is None:
-            return
-        data[field] = value
-        for key_path in where:
-            origins[field] = stack.describe(*key_path)
-            break
-
-    for field in (
-        "image",
-        "machine_type",
-        "accelerator_type",
-        "accelerator_count",
-        "boot_disk_type",
-        "boot_disk_size_gb",
-        "max_run_time_hours",
-        "max_wait_hours",
-        "scheduling_strategy",
-        "restart_job_on_worker_restart",
-        "labels",
-        "env",
-        "enable_web_access",
-        "enable_dashboard_access",
-        "job_watch_poll_interval",
-    ):
-        take(field, getattr(section, field), (*path, field))
-    if section.region is not None:
-        take("region", section.region, (*path, "region"))
-    else:
-        take("region", gcp.region, ("gcp", "region"))
-    if section.service_account is not None:
-        take("service_account", section.service_account, (*path, "service_account"))
-    else:
-        take("service_account", gcp.service_account, ("gcp", "service_account"))
-
-    wants_network = "network" not in overrides
-    if wants_network and section.private_network:
-        try:
-            network = stack.gcp_network()
-        except ConfigError as exc:
-            msg = f"{exc} ({stack.describe('gcp', 'network')})"
-            raise ConfigError(msg) from None
-        if network is None:
-            msg = (
-                f"Vertex jobs of stack {stack.name!r} are private by default, but gcp.network is "
-                "not set: set gcp.network, gcp.project, gcp.project-number and "
-                "gcp.reserved-ip-ranges (see the 'Vertex AI runs' guide), or opt out with "
-                f"{'.'.join(kebab(p) for p in path)}.private-network = false"
-            )
-            raise ConfigError(msg)
-        take("network", network, ("gcp", "network"))
-        if network.reserved_ip_ranges:
-            take("reserved_ip_ranges", network.reserved_ip_ranges, ("gcp", "reserved_ip_ranges"))
-    elif wants_network:
-        warnings.warn(
-            f"stack {stack.name!r}: {'.'.join(kebab(p) for p in path)}.private-network is false, "
-            "so Vertex jobs are not peered with your VPC and cannot reach private addresses "
-            "(such as a private Dask scheduler)",
-            UserWarning,
-            stacklevel=2,
-        )
-
-    if section.api_key_secret is not None:
-        name = section.api_key_secret
-        if not name.startswith("projects/"):
-            project = stack.secrets.gcp_project or gcp.project
-            if project is None:
-                msg = (
-                    f"{stack.describe(*path, 'api_key_secret')} is the bare name {name!r}, but "
-                    "no project is set to find it in: set gcp.project, or give the full "
-                    "projects/<PROJECT>/secrets/<NAME>"
-                )
-                raise ConfigError(msg)
-            name = f"projects/{project}/secrets/{name}"
-        take("api_key_secret", name, (*path, "api_key_secret"))
-
-    for key, value in overrides.items():
-        data[key] = value
-        origins[key] = "argument"
-
-    def origin_of(loc: tuple[str, ...]) -> str | None:
-        return origins.get(str(loc[0])) if loc else None
-
-    token = _build_context.set((f"vertex_job() for stack {stack.name!r}", origin_of))
-    try:
-        return VertexJob(**data)
-    finally:
-        _build_context.reset(token)
-
-
-# ----------------------------------------------------------------------------- pool
-
-
-def _credentials_reference(block_name: str) -> dict[str, Any]:
-    """``{"$ref": {"block_document_id": ...}}`` for a saved ``GcpCredentials`` block."""
-    import httpx
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound, PrefectException
-
-    try:
-        with get_client(sync_client=True) as client:
-            document = client.read_block_document_by_name(
-                name=block_name, block_type_slug="gcp-credentials"
-            )
-    except ObjectNotFound:
-        msg = (
-            f"no GcpCredentials block named {block_name!r} (block type 'gcp-credentials'): save "
-            f"one first, e.g. GcpCredentials(service_account_info=...).save({block_name!r}), "
-            "or leave credentials_block unset to use the worker's own credentials"
-        )
-        raise BlockError(msg) from None
-    except (httpx.HTTPError, PrefectException) as exc:
-        msg = f"could not read the GcpCredentials block {block_name!r}: {exc}"
-        raise BlockError(msg) from exc
-    return {"$ref": {"block_document_id": str(document.id)}}
-
-
-def ensure_vertex_pool(
-    name: str,
-    job: VertexJob | None = None,
-    *,
-    credentials_block: str | None = None,
-    adopt: bool = False,
-    dry_run: bool = False,
-    description: str | None = None,
-    concurrency_limit: int | None = None,
-    stack: Stack | str | None = None,
-) -> PoolResult:
-    """Create or update a ``vertex-ai`` work pool whose job defaults are ``job``'s values.
-
-    The base job template is prefect-gcp's default with each of ``job.job_variables()`` as a
-    variable default, plus the credentials as a block reference. An existing pool is merged
-    (your edits kept, our defaults overriding; see `oxeo_flows.pools`), and an unchanged pool
-    is not written: one read of the pool (plus one of the credentials block, when named).
-
-    Args:
-        name: Work pool name.
-        job: The job defaults (default: `vertex_job()` from the active stack).
-        credentials_block: Name of a saved ``GcpCredentials`` block the worker uses to submit
-            jobs. Default: ``vertex.credentials-block`` or ``gcp.credentials-block`` of the
-            stack (``stack``, or the active stack when ``job`` is None); without one, the
-            worker uses its own Google credentials.
-        adopt: Take over an existing pool that oxeo-flows did not create.
-        dry_run: Write nothing; report what would change.
-        description: Pool description (written when given and different).
-        concurrency_limit: Pool concurrency limit (written when given and different).
-        stack: The stack for the defaults above (default: `load_stack()` when ``job`` is None).
-
-    Returns:
-        The `PoolResult`: ``created``, ``updated`` or ``unchanged``, with the changes.
-
-    Raises:
-        ConfigError: The job or stack is invalid.
-        BlockError: The credentials block does not exist.
-        PoolError: The pool exists unmanaged (pass ``adopt=True``), has another type, or the
-            Prefect API failed.
-
-    Example:
-        ```python
-        from oxeo_flows import ensure_vertex_pool
-
-        result = ensure_vertex_pool("prod-vertex", credentials_block="vertex-submitter")
-        print(result.action)   # "created", then "unchanged"
-        ```
-    """
-    from oxeo_flows.pools import ensure_pool
-    from oxeo_flows.stack import resolve_stack
-
-    if job is None or stack is not None:
-        stack = resolve_stack(stack)
-    if job is None:
-        job = vertex_job(stack=stack)
-    if credentials_block is None and stack is not None:
-        credentials_block = stack.vertex.credentials_block or stack.gcp.credentials_block
-    defaults: dict[str, Any] = dict(job.job_variables())
-    if credentials_block is not None:
-        defaults["credentials"] = _credentials_reference(credentials_block)
-    return ensure_pool(
-        name,
-        type="vertex-ai",
-        defaults=defaults,
-        description=description,
-        concurrency_limit=concurrency_limit,
-        adopt=adopt,
-        dry_run=dry_run,
-    )

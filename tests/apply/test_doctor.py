@@ -138,16 +138,16 @@ MISCONFIGURED: list[tuple[str, dict[str, str], tuple[str, str], str, str]] = [
     (
         "network by project id",
         {"network": 'network = "projects/oxeo-main/global/networks/dask"'},
-        ("vertex", "network"),
+        ("stack", "validates"),  # the stack shares the spec's checks: refused at load
         "fail",
         "project NUMBER",
     ),
     (
         "reserved ranges without network",
         {"network": ""},
-        ("vertex", "reserved-ranges"),
+        ("stack", "validates"),
         "fail",
-        "without gcp.network",
+        "without a network",
     ),
     (
         "no service account",

@@ -53,7 +53,7 @@ def test_deploy_command_dry_run_then_real(tmp_path: Path, prefect_api: str) -> N
     args = ["deploy", "flows/f.py:f", "--name", "cli", "--param", "x=5", "--tag", "t1"]
     dry = runner.invoke(app, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "[dry run] deployment cli-flow/cli: created" in dry.output
+    assert "[dry run] deployment cli-flow/cli: would create" in dry.output
     real = runner.invoke(app, args)
     assert real.exit_code == 0, real.output
     assert "deployment cli-flow/cli: created" in real.output

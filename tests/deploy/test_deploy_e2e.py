@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 from oxeo_flows.deploy import deploy_flow
 from oxeo_flows.errors import StorageError
 from oxeo_flows.stack import load_stack
+from tests.deploy._worker import run_with_worker
 from tests.storage._s3util import Calls, make_bucket, remote_keys, s3_client, write_tree
 
 FLOW = '''\
@@ -70,26 +69,9 @@ def project(tmp_path: Path, moto: str) -> Path:
 
 
 def run_once_with_worker(deployment: str, out: Path, pool: str) -> Any:
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-
-    flow_run = run_deployment(deployment, parameters={"out": str(out)}, timeout=0)
     env = dict(os.environ)
     env["PYTHONPATH"] = ""  # the worker must get the code from S3, not from this checkout
-    proc = subprocess.run(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--run-once"],
-        env=env,
-        cwd=out.parent,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(flow_run.id).state
-    assert state is not None
-    assert state.is_completed(), f"{state!r}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return state
+    return run_with_worker(deployment, out, pool, env=env)
 
 
 @pytest.mark.timeout(400)
@@ -244,8 +226,12 @@ private-network = false
 """
 
 
-def test_vertex_runner_uses_vertex_job_and_pool(tmp_path: Path, prefect_api: str) -> None:
+def test_vertex_runner_uses_vertex_job_and_pool(
+    tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.client.orchestration import get_client
+
+    from oxeo_flows.errors import DeployError
 
     root = write_tree(
         tmp_path / "v",
@@ -258,6 +244,14 @@ def test_vertex_runner_uses_vertex_job_and_pool(tmp_path: Path, prefect_api: str
     )
     os.chdir(root)
 
+    # A Vertex job cannot see this directory: without code storage, nothing is written.
+    with pytest.raises(DeployError, match=r"cannot see .* storage.image-code-dir"):
+        deploy_flow("flows/hello.py:hello", name="vx", stack="gcp")
+    with get_client(sync_client=True) as client:
+        assert not [p for p in client.read_work_pools() if p.name == "e2e-vertex"]
+
+    monkeypatch.setenv("OXEO_FLOWS_STORAGE__IMAGE_CODE_DIR", "/opt/prefect/flows")
+
     def deploy(**kw: Any) -> Any:
         # This stack opts out of VPC peering, and oxeo-flows says so.
         with pytest.warns(UserWarning, match="private-network is false"):
@@ -268,7 +262,9 @@ def test_vertex_runner_uses_vertex_job_and_pool(tmp_path: Path, prefect_api: str
     again = deploy()
     assert dry.runner == "vertex"
     assert dry.work_pool == "e2e-vertex"
-    assert dry.job_variables["machine_type"] == "n1-highmem-8"
+    assert dry.source == "image:/opt/prefect/flows"
+    # The pool holds the stack's job settings; the deployment only carries its stack.
+    assert dry.job_variables == {"env": {"OXEO_FLOWS_STACK": "gcp"}}
     assert dry.pool is not None
     assert dry.pool.type == "vertex-ai"
     assert result.action == "created"
@@ -276,6 +272,12 @@ def test_vertex_runner_uses_vertex_job_and_pool(tmp_path: Path, prefect_api: str
         dep = client.read_deployment_by_name("e2e-hello/vx")
         pool = client.read_work_pool("e2e-vertex")
     assert dep.work_pool_name == "e2e-vertex"
-    assert dep.job_variables["image"].endswith("/pipelines:1.0")
+    assert dep.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect/flows"}}
+    ]
+    props = pool.base_job_template["variables"]["properties"]
+    assert props["image"]["default"].endswith("/pipelines:1.0")
+    assert props["machine_type"]["default"] == "n1-highmem-8"
+    assert props["env"]["default"]["OXEO_FLOWS_STACK"] == "gcp"
     assert pool.type == "vertex-ai"
     assert again.action == "unchanged", again.changes

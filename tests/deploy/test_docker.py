@@ -7,12 +7,7 @@ from typing import Any
 
 import pytest
 
-from oxeo_flows.docker_pool import (
-    DockerJob,
-    docker_job,
-    docker_registry_credentials,
-    ensure_docker_pool,
-)
+from oxeo_flows import DockerJob, docker_job, docker_registry_credentials, ensure_docker_pool
 from oxeo_flows.errors import ConfigError, PoolError
 from oxeo_flows.pools import default_base_job_template
 from oxeo_flows.stack import load_stack
@@ -100,7 +95,10 @@ def test_pool_defaults_render_like_deployment_variables(stack_file: Any, prefect
     with get_client(sync_client=True) as client:
         pool = client.read_work_pool("aws-docker")
     from_pool = render(pool.base_job_template, {})
-    from_job = render(default_base_job_template("docker"), job.job_variables())
+    variables = job.job_variables()
+    # The pool's job environment also carries the stack its runs resolve.
+    variables["env"] = {**variables["env"], "OXEO_FLOWS_STACK": "aws"}
+    from_job = render(default_base_job_template("docker"), variables)
     for attr in ("image", "env", "networks", "volumes", "mem_limit", "image_pull_policy"):
         assert getattr(from_pool, attr) == getattr(from_job, attr), attr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oxeo_flows.docker_pool import docker_job
+from oxeo_flows import docker_job
 from oxeo_flows.pools import default_base_job_template
 from oxeo_flows.s3 import code_files, s3_bucket
 from oxeo_flows.stack import load_stack

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from oxeo_flows import DockerJob, docker_job
 from oxeo_flows.aws import aws_credentials
 from oxeo_flows.blocks import ensure_block
 from oxeo_flows.deploy import deploy_flow
-from oxeo_flows.docker_pool import DockerJob, docker_job
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.s3 import s3_bucket, sync_code
 from oxeo_flows.stack import load_stack

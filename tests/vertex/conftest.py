@@ -116,3 +116,10 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     monkeypatch.setattr(httpx.Client, "send", send)
     monkeypatch.setattr(httpx.AsyncClient, "send", asend)
     return seen
+
+
+def with_credentials(block: str) -> Any:
+    """The active stack with ``vertex.credentials-block`` set to ``block`` (as a stack would)."""
+    from oxeo_flows.stack import load_stack
+
+    return load_stack(overrides={"vertex": {"credentials_block": block}})

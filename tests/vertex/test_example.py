@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from oxeo_flows import vertex_job
 from oxeo_flows.pools import default_base_job_template
 from oxeo_flows.stack import load_stack
-from oxeo_flows.vertex import ENTRYPOINT_MODULE, vertex_job
+from oxeo_flows.vertex import ENTRYPOINT_MODULE
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gcp_vertex_dask"
 
@@ -37,13 +38,19 @@ def test_job_variables_validate_against_the_pool_schema() -> None:
 
 
 def test_prefect_yaml_matches_the_stack() -> None:
+    from oxeo_flows.pools.kinds import pool_defaults
+
     document = yaml.safe_load((EXAMPLE / "prefect.yaml").read_text(encoding="utf-8"))
     (deployment,) = document["deployments"]
     stack = load_stack("prod", project_dir=EXAMPLE)
     assert deployment["work_pool"]["name"] == stack.default_work_pool
-    assert deployment["work_pool"]["job_variables"] == _prod_variables()
+    # What deploy_flow puts on the deployment: the pool's environment, with the stack.
+    _, defaults = pool_defaults(stack, stack.default_work_pool, block_ids=lambda slug, name: "id")
+    assert deployment["work_pool"]["job_variables"] == {"env": defaults["env"]}
+    assert defaults["env"]["OXEO_FLOWS_STACK"] == "prod"
     assert (EXAMPLE / deployment["entrypoint"].split(":")[0]).is_file()
     workdir = document["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert workdir == stack.storage.image_code_dir
     assert f"WORKDIR {workdir}" in (EXAMPLE / "Dockerfile").read_text(encoding="utf-8")
 
 
@@ -88,3 +95,30 @@ def test_the_guides_configuration_renders(tmp_path: Path) -> None:
     assert vertex_job(stack=stack).job_variables()["maximum_run_time_hours"] == 12
     gpu = vertex_job(stack=stack, pool="gpu").job_variables()
     assert (gpu["accelerator_type"], gpu["scheduling"]["strategy"]) == ("NVIDIA_L4", "SPOT")
+
+
+def test_deploy_dry_run_works_as_the_readme_says(prefect_api: str) -> None:
+    """`python deploy.py --dry-run` from the example folder: no traceback, nothing written."""
+    import os
+    import subprocess
+
+    from prefect.client.orchestration import get_client
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OXEO_FLOWS_")}
+    proc = subprocess.run(
+        [sys.executable, "deploy.py", "--dry-run"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    out = proc.stdout
+    assert "[dry run] deployment extract/extract: would create" in out, out
+    assert "work pool prod-vertex (vertex-ai): would create" in out, out
+    assert "block 'gcp-credentials/vertex-submitter' does not exist yet" in out, out
+    with get_client(sync_client=True) as client:
+        assert "prod-vertex" not in [p.name for p in client.read_work_pools()]

@@ -6,9 +6,10 @@ import asyncio
 import uuid
 from typing import Any
 
+from oxeo_flows import ensure_vertex_pool, vertex_job
 from oxeo_flows.pools import default_base_job_template
-from oxeo_flows.vertex import ENTRYPOINT_MODULE, ensure_vertex_pool, vertex_job
-from tests.vertex.conftest import NUMBER, SA
+from oxeo_flows.vertex import ENTRYPOINT_MODULE
+from tests.vertex.conftest import NUMBER, SA, with_credentials
 
 API_KEY = "pnu_worker-key-that-must-not-leak-0123456789"
 
@@ -51,7 +52,9 @@ def test_custom_job_spec_from_prefect_gcp(prod_stack: Any, gcp_credentials_block
     from prefect_gcp.workers.vertex import VertexAIWorker
 
     pool = f"vertex-render-{uuid.uuid4().hex[:8]}"
-    ensure_vertex_pool(pool, vertex_job(stack=prod_stack), credentials_block=gcp_credentials_block)
+    ensure_vertex_pool(
+        pool, vertex_job(stack=prod_stack), stack=with_credentials(gcp_credentials_block)
+    )
     with get_client(sync_client=True) as client:
         template = client.read_work_pool(pool).base_job_template
     # The deployment overrides a few pool defaults, as flow.deploy(job_variables=...) would.
@@ -98,7 +101,7 @@ def test_without_api_key_secret_the_worker_key_is_in_plain_text(
 
     pool = f"vertex-plain-{uuid.uuid4().hex[:8]}"
     job = vertex_job(stack=prod_stack, api_key_secret=None)
-    ensure_vertex_pool(pool, job, credentials_block=gcp_credentials_block)
+    ensure_vertex_pool(pool, job, stack=with_credentials(gcp_credentials_block))
     with get_client(sync_client=True) as client:
         template = client.read_work_pool(pool).base_job_template
     with temporary_settings({PREFECT_API_KEY: API_KEY}):

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from oxeo_flows import VertexJob, ensure_vertex_pool, vertex_job
 from oxeo_flows._redact import register_secret_value
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.network import GcpNetwork
 from oxeo_flows.stack import load_stack
-from oxeo_flows.vertex import VertexJob, ensure_vertex_pool, vertex_job
-from tests.vertex.conftest import NUMBER, SA, STACK
+from tests.vertex.conftest import NUMBER, SA, STACK, with_credentials
 
 GOOD: dict[str, Any] = {
     "image": "europe-docker.pkg.dev/p/r/i:1",
@@ -225,11 +225,12 @@ def test_stack_errors_say_where_the_value_came_from(
     stack_file(STACK)
     monkeypatch.setenv("OXEO_FLOWS_VERTEX__SCHEDULING_STRATEGY", "STANDARD")
     monkeypatch.setenv("OXEO_FLOWS_VERTEX__MAX_WAIT_HOURS", "2")
-    with pytest.raises(ConfigError, match="only applies to FLEX_START"):
-        vertex_job()
-    with pytest.raises(ConfigError, match=r"labels: .*\[from argument\]"):
-        vertex_job(labels={"BAD": "x"}, max_wait_hours=None)
+    # The section shares the spec's checks: the stack itself is refused, where it is loaded.
+    with pytest.raises(ConfigError, match=r"(?s)stack .prod.*vertex: .*only applies to FLEX_START"):
+        load_stack()
     monkeypatch.delenv("OXEO_FLOWS_VERTEX__MAX_WAIT_HOURS")
+    with pytest.raises(ConfigError, match=r"labels: .*\[from argument\]"):
+        vertex_job(labels={"BAD": "x"})
     monkeypatch.setenv("OXEO_FLOWS_VERTEX__REGION", "europe-west1")
     with pytest.raises(ConfigError, match="differs from the network's region"):
         vertex_job()
@@ -251,7 +252,7 @@ def test_ensure_vertex_pool_twice_writes_once(
 
     name = f"vertex-twice-{uuid.uuid4().hex[:8]}"
     job = vertex_job(stack=prod_stack)
-    first = ensure_vertex_pool(name, job, credentials_block=gcp_credentials_block)
+    first = ensure_vertex_pool(name, job, stack=with_credentials(gcp_credentials_block))
     assert first.action == "created"
     with get_client(sync_client=True) as client:
         stored = client.read_work_pool(name).base_job_template["variables"]["properties"]
@@ -260,7 +261,7 @@ def test_ensure_vertex_pool_twice_writes_once(
     assert set(stored["credentials"]["default"]["$ref"]) == {"block_document_id"}
 
     requests.clear()
-    second = ensure_vertex_pool(name, job, credentials_block=gcp_credentials_block)
+    second = ensure_vertex_pool(name, job, stack=with_credentials(gcp_credentials_block))
     assert second.action == "unchanged"
     # One read of the pool, one of the credentials block; no write (the CSRF token GET is
     # Prefect's client bookkeeping, only sent before a write).
@@ -276,7 +277,7 @@ def test_ensure_vertex_pool_twice_writes_once(
     third = ensure_vertex_pool(
         name,
         vertex_job(stack=prod_stack, machine_type="n1-standard-8"),
-        credentials_block=gcp_credentials_block,
+        stack=with_credentials(gcp_credentials_block),
     )
     assert third.action == "updated"
     assert third.changes == {"variables.machine_type.default": ("n1-highmem-8", "n1-standard-8")}

@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from oxeo_flows import ensure_vertex_pool, vertex_job
 from oxeo_flows._redact import is_loaded_secret, register_secret_value
-from oxeo_flows.vertex import ENTRYPOINT_MODULE, ensure_vertex_pool, vertex_job
+from oxeo_flows.vertex import ENTRYPOINT_MODULE
 from tests.fakes.jobservice import FakeJobService, async_client
-from tests.vertex.conftest import NUMBER, SA
+from tests.vertex.conftest import NUMBER, SA, with_credentials
 
 API_KEY = "pnu_worker-key-that-must-not-leak-9876543210"
 
@@ -114,7 +115,7 @@ def test_worker_submits_private_job_and_follows_it(
     pool = f"vertex-e2e-{uuid.uuid4().hex[:8]}"
     assert (
         ensure_vertex_pool(
-            pool, vertex_job(stack=prod_stack), credentials_block=gcp_credentials_block
+            pool, vertex_job(stack=prod_stack), stack=with_credentials(gcp_credentials_block)
         ).action
         == "created"
     )

@@ -52,6 +52,9 @@ app.add_typer(_clusters_cli.app, name="clusters")
 from oxeo_flows.cli import vertex as _vertex_cli  # noqa: E402
 
 app.add_typer(_vertex_cli.app, name="vertex")
+from oxeo_flows.cli import docker as _docker_cli  # noqa: E402
+
+app.add_typer(_docker_cli.app, name="docker")
 from oxeo_flows.cli import apply as _apply_cli  # noqa: E402
 
 app.command("apply")(_apply_cli.apply)

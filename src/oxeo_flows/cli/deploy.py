@@ -42,6 +42,9 @@ def deploy(  # noqa: PLR0917 - a typer command: options are parameters
         list[str] | None, typer.Option("--tag", "-t", help="Deployment tag (repeatable).")
     ] = None,
     src: str = typer.Option(".", "--src", help="Project directory (default: current)."),
+    force: bool = typer.Option(
+        False, "--force", help="Re-target an existing deployment to another pool or stack."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
 ) -> None:
     """Sync the code, ensure the storage block and work pool, and register the deployment."""
@@ -57,6 +60,7 @@ def deploy(  # noqa: PLR0917 - a typer command: options are parameters
             schedule=cron,
             tags=tag,
             src=src,
+            force=force,
             dry_run=dry_run,
         )
     console.print(result.summary(), highlight=False, markup=False)

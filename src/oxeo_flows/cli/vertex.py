@@ -6,7 +6,8 @@ import json
 
 import typer
 
-from oxeo_flows.cli._common import console, friendly_errors
+from oxeo_flows.cli._common import friendly_errors
+from oxeo_flows.cli._pools import ensure_kind_pool
 
 app = typer.Typer(
     help="Vertex AI runs: job variables and work pools.",
@@ -23,10 +24,9 @@ def job_variables(
 ) -> None:
     """Print the job variables of the stack's Vertex job, as JSON (for prefect.yaml)."""
     with friendly_errors():
-        from oxeo_flows.stack import load_stack
-        from oxeo_flows.vertex import vertex_job
+        from oxeo_flows.pools.kind_vertex import vertex_job
 
-        job = vertex_job(stack=load_stack(stack), pool=pool)
+        job = vertex_job(stack=stack, pool=pool)
         typer.echo(json.dumps(job.job_variables(), indent=2))
 
 
@@ -36,34 +36,10 @@ def ensure_pool(
         None, help="Work pool name (default: vertex.work-pool, then the stack's work pool)."
     ),
     stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
-    credentials_block: str | None = typer.Option(
-        None, "--credentials-block", help="GcpCredentials block (default: from the stack)."
-    ),
     adopt: bool = typer.Option(
         False, "--adopt", help="Take over a pool oxeo-flows did not create."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
 ) -> None:
-    """Create or update a vertex-ai work pool with the stack's job defaults (idempotent)."""
-    with friendly_errors():
-        from oxeo_flows.stack import load_stack
-        from oxeo_flows.vertex import ensure_vertex_pool, vertex_job
-
-        the_stack = load_stack(stack)
-        pool = name or the_stack.vertex.work_pool or the_stack.default_work_pool
-        result = ensure_vertex_pool(
-            pool,
-            vertex_job(stack=the_stack),
-            credentials_block=credentials_block,
-            adopt=adopt,
-            dry_run=dry_run,
-            stack=the_stack,
-        )
-        verb = (
-            f"would be {result.action}"
-            if dry_run and result.action != "unchanged"
-            else result.action
-        )
-        console.print(f"work pool [bold]{result.name}[/] ({result.type}): {verb}", highlight=False)
-        for path, (old, new) in result.changes.items():
-            console.print(f"  {path}: {old!r} -> {new!r}", highlight=False, markup=False)
+    """Create or update a vertex-ai work pool from the stack (what `apply` writes; idempotent)."""
+    ensure_kind_pool("vertex-ai", name, stack=stack, adopt=adopt, dry_run=dry_run)
