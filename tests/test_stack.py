@@ -356,3 +356,23 @@ def test_pool_errors_hide_the_union_tag(stack_file: Any) -> None:
     stack_file("[tool.oxeo-flows.stacks.s.pools.gpu]\ntype = 'docker'\nauto-remove = 'sometimes'\n")
     with pytest.raises(ConfigError, match=r"pools\.gpu\.auto-remove:"):
         load_stack("s")
+
+
+def test_a_non_utf8_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(b'[tool.oxeo-flows]\ndefault-stack = "caf\xe9"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text .* re-save it as UTF-8"):
+        load_stack()
+
+
+def test_an_empty_environment_value_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OXEO_FLOWS_GCP__REGION", "")
+    with pytest.raises(ConfigError, match=r"OXEO_FLOWS_GCP__REGION is set but empty.*unset"):
+        load_stack()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_infinite_numbers_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OXEO_FLOWS_SECRETS__CACHE_TTL", value)
+    with pytest.raises(ConfigError, match=r"secrets.cache-ttl"):
+        load_stack()

@@ -39,6 +39,8 @@ class Model(BaseModel):
         populate_by_name=True,
         validate_default=True,
         use_attribute_docstrings=True,
+        # inf and nan are never a valid timeout, TTL or size.
+        allow_inf_nan=False,
     )
 
 

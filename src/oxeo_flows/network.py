@@ -14,7 +14,13 @@ from pydantic import AfterValidator, BeforeValidator, model_validator
 
 from oxeo_flows._model import Model
 
-__all__ = ["AwsNetwork", "AwsNetworkFields", "GcpNetwork", "GcpNetworkFields"]
+__all__ = [
+    "AwsNetwork",
+    "AwsNetworkFields",
+    "GcpNetwork",
+    "GcpNetworkFields",
+    "parse_scheduler_address",
+]
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PROJECT_NUMBER = re.compile(r"^[0-9]{6,19}$")
@@ -23,6 +29,9 @@ _GCP_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _GCP_ZONE = re.compile(r"^([a-z]+-[a-z]+[0-9]+)-[a-z]$")
 _NETWORK_PATH = re.compile(r"^projects/(?P<project>[^/]+)/global/networks/(?P<name>[^/]+)$")
+_SCHEDULER_ADDRESS = re.compile(
+    r"^(?P<scheme>[a-z]+)://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]+)$"
+)
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _AWS_ID = {
     "vpc": re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$"),
@@ -339,3 +348,32 @@ def _check_aws_id(value: str, kind: str, what: str) -> str:
         msg = f"{value!r} is not a {what} (expected '{kind}-' followed by 8 or 17 hex digits)"
         raise ValueError(msg)
     return value
+
+
+def parse_scheduler_address(address: str) -> tuple[str, str, int]:
+    """Split a Dask scheduler address into ``(scheme, host, port)``.
+
+    Args:
+        address: ``tls://HOST:PORT`` or ``tcp://HOST:PORT``.
+
+    Returns:
+        The scheme, host and port.
+
+    Raises:
+        ValueError: The address is malformed (a `ConfigError` when raised from a stack).
+    """
+    match = _SCHEDULER_ADDRESS.match(address.strip()) if isinstance(address, str) else None
+    if not match:
+        msg = (
+            f"{address!r} is not a Dask scheduler address; expected tls://HOST:PORT "
+            "(or tcp://HOST:PORT), e.g. 'tls://10.0.0.5:8786'"
+        )
+        raise ValueError(msg)
+    scheme, host, port = match.group("scheme"), match.group("host"), int(match.group("port"))
+    if scheme not in ("tcp", "tls"):
+        msg = f"{address!r}: scheme {scheme!r} is not supported; use tls:// or tcp://"
+        raise ValueError(msg)
+    if not 0 < port < 65536:
+        msg = f"{address!r}: port {port} is out of range 1-65535"
+        raise ValueError(msg)
+    return scheme, host.strip("[]"), port

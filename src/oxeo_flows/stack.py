@@ -48,6 +48,7 @@ from oxeo_flows.network import (
     Zone,
     check_project_id,
     check_zone,
+    parse_scheduler_address,
 )
 from oxeo_flows.vertex import VertexFields
 
@@ -386,6 +387,13 @@ class DaskSection(Model):
         default_factory=dict,
         description="Cluster setting -> flow parameter that sizes it (read at cluster creation).",
     )
+    plaintext: bool = Field(
+        default=False,
+        description=(
+            "Allow a plain tcp:// scheduler address (unencrypted and unauthenticated: anyone on "
+            "the network can send it tasks). Off: a tcp:// address is refused."
+        ),
+    )
     tls: DaskTlsSection = DaskTlsSection()
     gcp: DaskGcpSection = DaskGcpSection()
     ec2: DaskEc2Section = DaskEc2Section()
@@ -393,11 +401,8 @@ class DaskSection(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        from oxeo_flows.clusters.address import parse_address
-
-        parse_address(v)
+        if v is not None:
+            parse_scheduler_address(v)
         return v
 
     @field_validator("adapt")
@@ -446,6 +451,19 @@ class DaskSection(Model):
         if self.address and self.address.startswith("tcp://") and self.tls.material:
             msg = (
                 f"TLS files/secrets are set but the address {self.address!r} is tcp://; use tls://"
+            )
+            raise ValueError(msg)
+        if self.address and self.address.startswith("tcp://") and not self.plaintext:
+            msg = (
+                f"the scheduler address {self.address!r} is plain tcp://: tasks and results travel "
+                "unencrypted and anyone who reaches the port can run code. Use tls:// with "
+                "dask.tls (ca/cert/key files or secrets), or opt in with dask.plaintext = true"
+            )
+            raise ValueError(msg)
+        if self.n_workers == 0 and self.adapt is None:
+            msg = (
+                "n-workers is 0 and adapt is not set: no worker would ever run a task and the "
+                "flow would wait forever. Set n-workers >= 1, or adapt = [0, N]"
             )
             raise ValueError(msg)
         return self
@@ -747,6 +765,12 @@ def _read_table(path: Path) -> dict[str, Any]:
     except OSError as exc:
         msg = f"cannot read {path}: {exc.strerror}"
         raise ConfigError(msg) from exc
+    except UnicodeDecodeError as exc:
+        msg = (
+            f"{path} is not UTF-8 text (undecodable byte at offset {exc.start}); "
+            "TOML files must be UTF-8: re-save it as UTF-8"
+        )
+        raise ConfigError(msg) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -806,7 +830,13 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
             raise ConfigError(msg)
         value: Any = raw
         stripped = raw.strip()
-        if stripped[:1] in "[{":
+        if not stripped:
+            msg = (
+                f"environment variable {var} is set but empty; give it a value, or unset it "
+                f"(unset {var}) to use the stack's value"
+            )
+            raise ConfigError(msg)
+        if stripped[0] in "[{":
             try:
                 value = json.loads(stripped)
             except json.JSONDecodeError as exc:

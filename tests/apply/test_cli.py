@@ -106,6 +106,7 @@ def test_doctor_cli_exit_codes(prefect_api: str, stack_file: Callable[..., Any])
 [tool.oxeo-flows.stacks.dev.dask]
 backend = "address"
 address = "tcp://127.0.0.1:8786"
+plaintext = true
 """
     )
     bad = _run("doctor", "--stack", "dev")

@@ -135,7 +135,7 @@ def test_silent_peer_fails_within_the_deadline(
 
 def test_refused_port_fails_within_the_deadline(prefect_api: str, refused_port: int) -> None:
     address = f"tcp://127.0.0.1:{refused_port}"
-    runner = dask_runner("address", address=address, start_timeout=1)
+    runner = dask_runner("address", address=address, start_timeout=1, plaintext=True)
     started = time.monotonic()
     with pytest.raises(ClusterStartTimeout), runner.duplicate() as started_runner:
         started_runner.client  # noqa: B018

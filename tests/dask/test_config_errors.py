@@ -44,6 +44,13 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ),
     ("address backend without address", {"backend": "address"}, {}, "needs dask.address"),
     (
+        "plain tcp without opt-in",
+        {"backend": "address", "address": "tcp://10.0.0.5:8786"},
+        {},
+        "dask.plaintext = true",
+    ),
+    ("no workers and no adapt", {"backend": "local", "n_workers": 0}, {}, "wait forever"),
+    (
         "tls address without material",
         {"backend": "address", "address": "tls://10.0.0.5:8786"},
         {},
@@ -134,7 +141,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "bad gcp label",
         {"backend": "gcp", "gcp": {"labels": {"Team": "x"}, **IMAGE}},
         {"gcp": GCP},
-        "not a valid GCE label",
+        "not a valid GCP label key",
     ),
     (
         "processes on a cloud backend",
@@ -169,7 +176,12 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("ec2 bad ami", {"backend": "ec2", "ec2": {"ami": "ubuntu"}}, {"aws": AWS}, "AMI id"),
     (
         "adapt on address",
-        {"backend": "address", "address": "tcp://10.0.0.5:8786", "adapt": (1, 2)},
+        {
+            "backend": "address",
+            "address": "tcp://10.0.0.5:8786",
+            "adapt": (1, 2),
+            "plaintext": True,
+        },
         {},
         "adapt does not apply",
     ),
