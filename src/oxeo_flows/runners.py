@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["dask_runner"]
 
-_BACKENDS = ("local", "address", "gcp", "ec2")
+_BACKENDS = ("local", "address", "gcp", "ec2", "vertex")
 
 logger = logging.getLogger("oxeo_flows.dask")
 
@@ -187,6 +187,27 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
     return kwargs
 
 
+def _vertex_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
+    project = stack.secrets.gcp_project or stack.gcp.project
+    if not project:
+        msg = (
+            f"the 'vertex' Dask backend keeps each job's TLS material in Secret Manager: set "
+            f"gcp.project (or secrets.gcp-project) in stack {stack.name!r}"
+        )
+        raise ConfigError(msg)
+    if settings.adapt is not None:
+        msg = "adapt does not apply to the 'vertex' backend: its workers are the job's replicas"
+        raise ConfigError(msg)
+    kwargs: dict[str, Any] = {
+        "n_workers": settings.vertex.worker_count,
+        "project": project,
+        "scheduler_port": settings.vertex.scheduler_port,
+    }
+    if stack.gcp.endpoints.secret_manager:
+        kwargs["secret_manager_endpoint"] = stack.gcp.endpoints.secret_manager
+    return kwargs
+
+
 def _ec2_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
     aws = stack.aws
     vm = settings.ec2
@@ -289,7 +310,7 @@ def dask_runner(
     from oxeo_flows.clusters.runner import check_parameter_targets, runner_class
 
     check_parameter_targets(settings.backend, settings.parameters)
-    timeout = settings.start_timeout or DEFAULT_START_TIMEOUT[settings.backend]
+    timeout = settings.start_timeout or DEFAULT_START_TIMEOUT.get(settings.backend, 600.0)
     adapt = {"minimum": settings.adapt[0], "maximum": settings.adapt[1]} if settings.adapt else None
     common: dict[str, Any] = {
         "backend": settings.backend,
@@ -334,6 +355,15 @@ def dask_runner(
             )
         tls = settings.tls.model_dump(exclude_none=True) if settings.tls.material else None
         runner = cls(address=settings.address, tls=tls, **common)
+        return runner
+    if settings.backend == "vertex":
+        from oxeo_flows.clusters.vertex import vertex_cluster
+
+        runner = cls(
+            cluster_class=vertex_cluster,
+            cluster_kwargs=_vertex_kwargs(resolved, settings),
+            **common,
+        )
         return runner
     if settings.backend == "gcp":
         from oxeo_flows.clusters.gcp import gcp_cluster

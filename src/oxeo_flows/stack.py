@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from oxeo_flows._checks import ImageRef
 from oxeo_flows._model import Model, format_validation_error, kebab
 from oxeo_flows.docker_pool import DockerFields
 from oxeo_flows.errors import ConfigError
@@ -50,13 +51,14 @@ from oxeo_flows.network import (
     check_zone,
     parse_scheduler_address,
 )
-from oxeo_flows.vertex import VertexFields
+from oxeo_flows.vertex import AcceleratorType, MachineType, VertexFields
 
 __all__ = [
     "AwsSection",
     "DaskEc2Section",
     "DaskGcpSection",
     "DaskSection",
+    "DaskVertexSection",
     "DaskTlsSection",
     "DockerPoolSection",
     "DockerSection",
@@ -326,6 +328,41 @@ class DaskEc2Section(Model):
         return v
 
 
+class DaskVertexSection(Model):
+    """``[dask.vertex]``: Dask workers as replicas of the flow run's own Vertex AI job.
+
+    With ``dask.backend = "vertex"`` the flow run (replica 0 of the job's first worker pool)
+    hosts a TLS scheduler, and a second worker pool of ``worker-count`` replicas runs Dask
+    workers: no VMs, no VPC peering or firewall rule for Dask, one cold start, torn down with
+    the job. ``dask.start-timeout`` bounds the wait for the workers.
+    """
+
+    worker_count: int = Field(default=2, ge=1, le=1000)
+    """Worker replicas (Dask workers) in the job's second worker pool."""
+    worker_machine_type: MachineType | None = None
+    """Machine type of the worker replicas (default: the flow run's `vertex.machine-type`)."""
+    worker_accelerator_type: AcceleratorType | None = None
+    """GPU type of each worker replica, e.g. `NVIDIA_TESLA_T4`."""
+    worker_accelerator_count: int | None = Field(default=None, ge=1, le=16)
+    """GPUs per worker replica (with `worker-accelerator-type`; default 1)."""
+    worker_image: ImageRef | None = None
+    """Image of the worker replicas (default: the flow run's image)."""
+    worker_disk_size_gb: int = Field(default=100, ge=100, le=64000)
+    """Boot disk of each worker replica, in GB."""
+    scheduler_port: int = Field(default=8786, ge=1024, le=65535)
+    """Port the scheduler listens on, on replica 0."""
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> DaskVertexSection:
+        if self.worker_accelerator_count is not None and self.worker_accelerator_type is None:
+            msg = (
+                f"worker-accelerator-count is {self.worker_accelerator_count} but "
+                "worker-accelerator-type is not set; give both (e.g. 'NVIDIA_TESLA_T4')"
+            )
+            raise ValueError(msg)
+        return self
+
+
 _PARAMETER_TARGETS = frozenset(
     {
         "n_workers",
@@ -350,8 +387,12 @@ class DaskSection(Model):
     worker-instance-type (ec2), ngpus, gpu-type (gcp), adapt-min, adapt-max.
     """
 
-    backend: Literal["local", "address", "gcp", "ec2"] = Field(
-        default="local", description="Where tasks run: local, address, gcp or ec2."
+    backend: Literal["local", "address", "gcp", "ec2", "vertex"] = Field(
+        default="local",
+        description=(
+            "Where tasks run: local, address, gcp, ec2, or vertex (workers inside the flow run's "
+            "Vertex job)."
+        ),
     )
     address: str | None = Field(
         default=None, description="Scheduler address for the address backend (tls://HOST:PORT)."
@@ -397,6 +438,7 @@ class DaskSection(Model):
     tls: DaskTlsSection = DaskTlsSection()
     gcp: DaskGcpSection = DaskGcpSection()
     ec2: DaskEc2Section = DaskEc2Section()
+    vertex: DaskVertexSection = DaskVertexSection()
 
     @field_validator("address")
     @classmethod
@@ -717,6 +759,16 @@ class Stack(Model):
     def aws_network(self) -> AwsNetwork | None:
         """The stack's AWS network, or None when ``aws.region`` is not set."""
         return self.aws.network_spec()
+
+    @model_validator(mode="after")
+    def _dask_in_vertex(self) -> Stack:
+        if self.dask.backend == "vertex" and self.runner != "vertex":
+            msg = (
+                "dask.backend is 'vertex' (Dask workers inside the flow run's Vertex AI job) but "
+                f"runner is {self.runner!r}: set runner = 'vertex', or choose another backend"
+            )
+            raise ValueError(msg)
+        return self
 
     @property
     def default_work_pool(self) -> str:

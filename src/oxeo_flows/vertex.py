@@ -24,9 +24,16 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from oxeo_flows._checks import ImageRef
 from oxeo_flows._model import Model, format_validation_error
@@ -34,7 +41,16 @@ from oxeo_flows._redact import is_loaded_secret
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.network import GcpLabels, GcpNetwork, Region, ServiceAccountEmail
 
-__all__ = ["ENTRYPOINT_MODULE", "MAX_LABELS", "VertexFields", "VertexJob"]
+__all__ = [
+    "ENTRYPOINT_MODULE",
+    "MAX_LABELS",
+    "AcceleratorType",
+    "MachineType",
+    "VertexFields",
+    "VertexJob",
+    "check_accelerator_type",
+    "check_machine_type",
+]
 
 #: The module that reads the Prefect API key from Secret Manager, then runs the flow run.
 ENTRYPOINT_MODULE = "oxeo_flows.vertex_entrypoint"
@@ -47,6 +63,10 @@ _ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_RESOURCE = re.compile(
     r"^projects/[^/]+/secrets/[A-Za-z0-9_-]{1,255}(/versions/([0-9]+|latest))?$"
+)
+_PERSISTENT_RESOURCE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_NETWORK_ATTACHMENT = re.compile(
+    r"^projects/[^/]+/regions/[a-z]+-[a-z]+[0-9]+/networkAttachments/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 )
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _REQUIRED = {
@@ -68,6 +88,31 @@ _build_context: ContextVar[tuple[str, _OriginOf | None] | None] = ContextVar(
 )
 #: GCP allows 64 labels per resource; Prefect adds about a dozen of its own to each job.
 MAX_LABELS = 50
+
+
+def check_machine_type(value: str) -> str:
+    """Validate a Compute Engine machine type name (``n1-standard-4``)."""
+    if not _MACHINE_TYPE.match(value):
+        msg = f"{value!r} is not a Compute Engine machine type (e.g. 'n1-standard-4')"
+        raise ValueError(msg)
+    return value
+
+
+def check_accelerator_type(value: str) -> str:
+    """Validate a Vertex AI accelerator type enum name (``NVIDIA_TESLA_T4``)."""
+    if not _ACCELERATOR.match(value):
+        msg = (
+            f"{value!r} is not a Vertex AI accelerator type; use the API's enum name, e.g. "
+            "'NVIDIA_TESLA_T4' or 'NVIDIA_L4'"
+        )
+        raise ValueError(msg)
+    return value
+
+
+MachineType = Annotated[str, AfterValidator(check_machine_type)]
+"""A Compute Engine machine type, validated by `check_machine_type`."""
+AcceleratorType = Annotated[str, AfterValidator(check_accelerator_type)]
+"""A Vertex AI accelerator type, validated by `check_accelerator_type`."""
 
 
 def _secret_env_message(key: str, why: str) -> str:
@@ -94,9 +139,9 @@ class VertexFields(Model):
     """Region of the job (default: `gcp.region`)."""
     service_account: ServiceAccountEmail | None = None
     """Service account of the job (default: `gcp.service-account`)."""
-    machine_type: str = "n1-standard-4"
+    machine_type: MachineType = "n1-standard-4"
     """Machine type, e.g. `n1-highmem-8`."""
-    accelerator_type: str | None = None
+    accelerator_type: AcceleratorType | None = None
     """GPU type, e.g. `NVIDIA_TESLA_T4` (with `accelerator-count`)."""
     accelerator_count: int | None = Field(default=None, ge=1, le=16)
     """Number of GPUs (with `accelerator-type`)."""
@@ -127,22 +172,30 @@ class VertexFields(Model):
     is completed with `gcp.project`)."""
     command: str | None = None
     """Container command (default: Prefect's `prefect flow-run execute`)."""
+    persistent_resource_id: str | None = None
+    """Run on this Vertex AI persistent resource (warm machines: no VM boot per run)."""
+    psc_network_attachment: str | None = None
+    """Private Service Connect interface instead of VPC peering: the network attachment
+    (`projects/<P>/regions/<R>/networkAttachments/<NAME>`, or the bare name)."""
 
-    @field_validator("machine_type")
+    @field_validator("persistent_resource_id")
     @classmethod
-    def _machine_type(cls, v: str) -> str:
-        if not _MACHINE_TYPE.match(v):
-            msg = f"{v!r} is not a Compute Engine machine type (e.g. 'n1-standard-4')"
+    def _persistent_resource(cls, v: str | None) -> str | None:
+        if v is not None and not _PERSISTENT_RESOURCE.match(v):
+            msg = (
+                f"{v!r} is not a persistent resource id: 1-63 lowercase letters, digits and "
+                "hyphens, starting with a letter (gcloud ai persistent-resources list)"
+            )
             raise ValueError(msg)
         return v
 
-    @field_validator("accelerator_type")
+    @field_validator("psc_network_attachment")
     @classmethod
-    def _accelerator_type(cls, v: str | None) -> str | None:
-        if v is not None and not _ACCELERATOR.match(v):
+    def _attachment(cls, v: str | None) -> str | None:
+        if v is not None and not (_NETWORK_ATTACHMENT.match(v) or _PERSISTENT_RESOURCE.match(v)):
             msg = (
-                f"{v!r} is not a Vertex AI accelerator type; use the API's enum name, e.g. "
-                "'NVIDIA_TESLA_T4' or 'NVIDIA_L4'"
+                f"{v!r} is not a network attachment: give "
+                "projects/<PROJECT>/regions/<REGION>/networkAttachments/<NAME>, or the bare name"
             )
             raise ValueError(msg)
         return v
@@ -360,8 +413,27 @@ class VertexJob(VertexFields):
             raise ValueError(msg)
         return v
 
+    @field_validator("psc_network_attachment")
+    @classmethod
+    def _attachment_path(cls, v: str | None) -> str | None:
+        if v is not None and not _NETWORK_ATTACHMENT.match(v):
+            msg = (
+                f"{v!r}: the job needs the full network attachment path "
+                "projects/<PROJECT>/regions/<REGION>/networkAttachments/<NAME> (the stack "
+                "completes a bare name with gcp.project and the region)"
+            )
+            raise ValueError(msg)
+        return v
+
     @model_validator(mode="after")
     def _with_network(self) -> VertexJob:
+        if self.psc_network_attachment is not None and self.network is not None:
+            msg = (
+                "psc_network_attachment and network are both set: a job reaches your VPC either "
+                "through a Private Service Connect interface or through VPC peering; keep one "
+                "(with the stack, set vertex.private-network = false for PSC)"
+            )
+            raise ValueError(msg)
         if self.reserved_ip_ranges and self.network is None:
             msg = (
                 f"reserved_ip_ranges {list(self.reserved_ip_ranges)} are set without a network; "
@@ -413,6 +485,25 @@ class VertexJob(VertexFields):
         }
         if self.max_wait_hours is not None:
             out["max_wait_duration"] = f"{round(self.max_wait_hours * 3600)}s"
+        return out
+
+    def job_spec_extensions(self) -> dict[str, Any]:
+        """Job-spec settings prefect-gcp's ``vertex-ai`` pool declares no variable for.
+
+        They go into the pool's ``job_configuration.job_spec`` (see `oxeo_flows.pools`), keyed
+        by their dotted path there; prefect-gcp passes them on to ``CustomJobSpec``.
+
+        Returns:
+            ``{"job_spec.persistent_resource_id": ..., "job_spec.psc_interface_config": ...}``
+            for the settings that are set.
+        """
+        out: dict[str, Any] = {}
+        if self.persistent_resource_id is not None:
+            out["job_spec.persistent_resource_id"] = self.persistent_resource_id
+        if self.psc_network_attachment is not None:
+            out["job_spec.psc_interface_config"] = {
+                "network_attachment": self.psc_network_attachment
+            }
         return out
 
     def job_variables(self) -> dict[str, Any]:

@@ -231,8 +231,8 @@ def runner_class() -> type[Any]:
                 from prefect.utilities.importtools import from_qualified_name
 
                 cls = from_qualified_name(cls)
-            if self.backend in ("gcp", "ec2"):
-                # The VM factories enforce the deadline themselves, and delete their VMs.
+            if self.backend in ("gcp", "ec2", "vertex"):
+                # These factories enforce the deadline themselves, and clean up after it.
                 kwargs.setdefault("start_timeout", self.start_timeout)
                 cluster = cls(**kwargs)
             else:

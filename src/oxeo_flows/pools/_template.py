@@ -24,6 +24,10 @@ Merge policy for a pool that already exists:
   A key we set before (listed in the marker) that is now ``None`` or gone goes back to the
   type's default. A variable the user deleted from the schema is restored when we set it.
 - ``description`` and ``concurrency_limit`` are written only when given and different.
+- *Extensions* (settings the type declares no variable for, such as Vertex's
+  ``persistent_resource_id`` or a second worker pool spec) are set by dotted path in the
+  ``job_configuration`` and listed in the marker; one we no longer set goes back to the type's
+  default, or is removed.
 - When nothing differs, nothing is written and the result says ``unchanged``.
 - A pool of another type is never converted: delete it first, or choose another name.
 
@@ -178,15 +182,79 @@ def _marker_keys(template: Mapping[str, Any]) -> list[str] | None:
     return [str(k) for k in keys] if isinstance(keys, list) else []
 
 
+_MISSING = object()
+
+
+def _path(path: str) -> list[str | int]:
+    return [int(p) if p.isdigit() else p for p in path.split(".")]
+
+
+def _get(node: Any, path: str) -> Any:
+    for part in _path(path):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return _MISSING
+            node = node[part]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _set(node: Any, path: str, value: Any) -> None:
+    """Set (or, with ``_MISSING``, remove) ``path`` in the job configuration."""
+    parts = _path(path)
+    for i, part in enumerate(parts[:-1]):
+        nxt: Any = {} if not isinstance(parts[i + 1], int) else []
+        node = node[part] if isinstance(part, int) else node.setdefault(part, nxt)
+    last = parts[-1]
+    if isinstance(last, int):
+        if value is _MISSING:
+            if last < len(node):
+                del node[last:]
+        elif last < len(node):
+            node[last] = value
+        else:
+            node.append(value)
+    elif value is _MISSING:
+        node.pop(last, None)
+    else:
+        node[last] = value
+
+
+def _extend(
+    base: dict[str, Any],
+    type_template: dict[str, Any],
+    extensions: Mapping[str, Any],
+    previous: list[str],
+) -> None:
+    """Set our ``job_configuration`` extensions; restore the ones we no longer set."""
+    config = base.setdefault("job_configuration", {})
+    for path in sorted(set(previous) - set(extensions), reverse=True):
+        default = _get(type_template.get("job_configuration", {}), path)
+        _set(config, path, default if default is _MISSING else copy.deepcopy(default))
+    for path, value in sorted(extensions.items()):
+        _set(config, path, copy.deepcopy(value))
+
+
+def _marker_extensions(template: Mapping[str, Any]) -> list[str]:
+    marker = template.get(MANAGED_MARKER)
+    paths = marker.get("extensions", []) if isinstance(marker, Mapping) else []
+    return [str(p) for p in paths] if isinstance(paths, list) else []
+
+
 def _desired_template(
     *,
     type_template: dict[str, Any],
     stored: dict[str, Any] | None,
     ours: dict[str, Any],
+    extensions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Apply the merge policy (see the module docstring) and return the template to store."""
     base = copy.deepcopy(stored) if stored else copy.deepcopy(type_template)
     previous = _marker_keys(base) or []
+    previous_extensions = _marker_extensions(base)
     type_props: dict[str, Any] = type_template["variables"].get("properties", {})
     variables = base.setdefault("variables", copy.deepcopy(type_template["variables"]))
     props: dict[str, Any] = variables.setdefault("properties", {})
@@ -205,7 +273,10 @@ def _desired_template(
         if key not in props:
             props[key] = copy.deepcopy(type_props[key])
         props[key]["default"] = value
+    _extend(base, type_template, extensions or {}, previous_extensions)
     base[MANAGED_MARKER] = {"managed-by": _MANAGED_BY, "keys": sorted(ours)}
+    if extensions:
+        base[MANAGED_MARKER]["extensions"] = sorted(extensions)
     return base
 
 
@@ -260,15 +331,21 @@ def _plan(
     existing: WorkPool | None,
     type_template: dict[str, Any],
     ours: dict[str, Any],
+    extensions: dict[str, Any],
     description: str | None,
     concurrency_limit: int | None,
     adopt: bool,
 ) -> _Plan:
     if existing is None:
-        template = _desired_template(type_template=type_template, stored=None, ours=ours)
+        template = _desired_template(
+            type_template=type_template, stored=None, ours=ours, extensions=extensions
+        )
         changes: dict[str, tuple[Any, Any]] = {
             f"variables.{key}.default": (None, value) for key, value in sorted(ours.items())
         }
+        changes.update(
+            {f"job_configuration.{path}": (None, v) for path, v in sorted(extensions.items())}
+        )
         if description is not None:
             changes["description"] = (None, description)
         if concurrency_limit is not None:
@@ -290,7 +367,9 @@ def _plan(
             "the stack; or choose another pool name."
         )
         raise PoolError(msg)
-    template = _desired_template(type_template=type_template, stored=stored, ours=ours)
+    template = _desired_template(
+        type_template=type_template, stored=stored, ours=ours, extensions=extensions
+    )
     changes = _template_changes(stored, template)
     new_description = None
     if description is not None and description != existing.description:
@@ -392,6 +471,7 @@ def ensure_pool(
     *,
     type: str,
     defaults: Mapping[str, Any],
+    extensions: Mapping[str, Any] | None = None,
     description: str | None = None,
     concurrency_limit: int | None = None,
     adopt: bool = False,
@@ -408,6 +488,10 @@ def ensure_pool(
         name: Work pool name.
         type: Work-pool type, e.g. ``vertex-ai``, ``docker``, ``process``.
         defaults: Job variable name → default value. ``None`` leaves the type's default.
+        extensions: Settings the type declares no variable for, by dotted path in the
+            ``job_configuration`` (``job_spec.persistent_resource_id``; a number indexes a list:
+            ``job_spec.worker_pool_specs.1``). Recorded in the marker: a path no longer given
+            goes back to the type's default (or is removed).
         description: Pool description (written when given and different).
         concurrency_limit: Pool concurrency limit (written when given and different).
         adopt: Take over an existing pool that oxeo-flows did not create.
@@ -451,6 +535,7 @@ def ensure_pool(
                 existing=existing,
                 type_template=type_template,
                 ours=ours,
+                extensions={k: _jsonable(v) for k, v in (extensions or {}).items()},
                 description=description,
                 concurrency_limit=concurrency_limit,
                 adopt=adopt,
@@ -476,6 +561,7 @@ async def aensure_pool(
     *,
     type: str,
     defaults: Mapping[str, Any],
+    extensions: Mapping[str, Any] | None = None,
     description: str | None = None,
     concurrency_limit: int | None = None,
     adopt: bool = False,
@@ -487,6 +573,7 @@ async def aensure_pool(
         name: Work pool name.
         type: Work-pool type, e.g. ``vertex-ai``, ``docker``, ``process``.
         defaults: Job variable name → default value. ``None`` leaves the type's default.
+        extensions: Job-configuration settings by dotted path (see `ensure_pool`).
         description: Pool description (written when given and different).
         concurrency_limit: Pool concurrency limit (written when given and different).
         adopt: Take over an existing pool that oxeo-flows did not create.
@@ -502,6 +589,7 @@ async def aensure_pool(
         name,
         type=type,
         defaults=defaults,
+        extensions=extensions,
         description=description,
         concurrency_limit=concurrency_limit,
         adopt=adopt,

@@ -42,6 +42,19 @@ def _api_key_secret(stack: Stack, section: VertexSection, path: tuple[str, ...])
     return f"projects/{project}/secrets/{name}"
 
 
+def _attachment(stack: Stack, name: str | None, region: str | None) -> str | None:
+    """A bare network attachment name, completed with the project and the job's region."""
+    if name is None or name.startswith("projects/"):
+        return name
+    if not stack.gcp.project or not region:
+        msg = (
+            f"vertex.psc-network-attachment is the bare name {name!r}: set gcp.project and the "
+            "region to complete it, or give projects/<P>/regions/<R>/networkAttachments/<NAME>"
+        )
+        raise ConfigError(msg)
+    return f"projects/{stack.gcp.project}/regions/{region}/networkAttachments/{name}"
+
+
 def _network(stack: Stack, path: tuple[str, ...], private: bool) -> Any:
     dotted = ".".join(kebab(p) for p in path)
     if not private:
@@ -131,7 +144,9 @@ def vertex_job(
     if section.service_account is None:
         take("service_account", gcp.service_account, "gcp", "service_account")
     take("api_key_secret", _api_key_secret(the_stack, section, path), *where("api_key_secret"))  # type: ignore[arg-type]
-    if "network" not in overrides:
+    attachment = _attachment(the_stack, section.psc_network_attachment, data.get("region"))
+    take("psc_network_attachment", attachment, *where("psc_network_attachment"))
+    if "network" not in overrides and attachment is None:
         network = _network(the_stack, path, section.private_network)  # type: ignore[attr-defined]
         take("network", network, "gcp", "network")
         if network is not None and network.reserved_ip_ranges:
@@ -168,6 +183,64 @@ def _build(stack: Stack, pool: str | None, overrides: Mapping[str, Any]) -> Vert
     return vertex_job(stack=stack, pool=pool, **overrides)
 
 
+def dask_worker_pool_spec(job: VertexJob, stack: Stack) -> dict[str, Any]:
+    """The job's second worker pool: ``dask.vertex.worker-count`` replicas running Dask workers.
+
+    prefect-gcp writes the flow run's environment and command into the first worker pool spec
+    only; this one is literal (plus the flow's ``{{ image }}``): its command runs
+    ``python -m oxeo_flows.vertex_worker`` with the non-secret settings the workers need. The
+    TLS material travels in a per-job Secret Manager secret, never in the job spec.
+    """
+    settings = stack.dask.vertex
+    machine: dict[str, Any] = {"machine_type": settings.worker_machine_type or job.machine_type}
+    if settings.worker_accelerator_type is not None:
+        machine["accelerator_type"] = settings.worker_accelerator_type
+        machine["accelerator_count"] = settings.worker_accelerator_count or 1
+    project = stack.secrets.gcp_project or stack.gcp.project
+    if not project:
+        msg = (
+            f"dask.backend 'vertex' keeps each job's TLS material in Secret Manager, but stack "
+            f"{stack.name!r} sets no project for it: set gcp.project (or secrets.gcp-project)"
+        )
+        raise ConfigError(msg)
+    timeout = stack.dask.start_timeout or 600.0
+    command = [
+        "python",
+        "-m",
+        "oxeo_flows.vertex_worker",
+        "--project",
+        project,
+        "--port",
+        str(settings.scheduler_port),
+        "--timeout",
+        f"{timeout:g}",
+    ]
+    endpoint = stack.gcp.endpoints.secret_manager
+    if endpoint:
+        command += ["--secret-manager-endpoint", endpoint]
+    return {
+        "replica_count": settings.worker_count,
+        "machine_spec": machine,
+        "disk_spec": {
+            "boot_disk_type": job.boot_disk_type,
+            "boot_disk_size_gb": settings.worker_disk_size_gb,
+        },
+        "container_spec": {
+            "image_uri": settings.worker_image or "{{ image }}",
+            "command": command,
+            "args": [],
+            "env": [{"name": "OXEO_FLOWS_STACK", "value": stack.name}],
+        },
+    }
+
+
+def _extensions(job: VertexJob, stack: Stack, pool: str | None) -> dict[str, Any]:
+    out = job.job_spec_extensions()
+    if stack.dask.backend == "vertex":
+        out["job_spec.worker_pool_specs.1"] = dask_worker_pool_spec(job, stack)
+    return out
+
+
 KIND = PoolKind(
     type="vertex-ai",
     runner="vertex",
@@ -177,6 +250,7 @@ KIND = PoolKind(
     remote=True,
     build_job=_build,
     render=_render,
+    extensions=_extensions,
 )
 
 

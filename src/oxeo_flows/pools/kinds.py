@@ -80,6 +80,8 @@ class PoolKind:
         spec_type: The type of the kind's job spec (`VertexJob`, `DockerJob`, dict).
         build_job: ``(stack, pool name or None, overrides) -> spec``.
         render: ``(spec, stack, pool name or None, block ids) -> job-variable defaults``.
+        extensions: ``(spec, stack, pool name or None) -> job-configuration extensions``
+            (settings the type declares no variable for; see `oxeo_flows.pools.ensure_pool`).
     """
 
     type: str
@@ -90,6 +92,7 @@ class PoolKind:
     spec_type: builtins.type[Any]
     build_job: Callable[[Stack, str | None, Mapping[str, Any]], Any]
     render: Callable[[Any, Stack, str | None, BlockIds], dict[str, Any]]
+    extensions: Callable[[Any, Stack, str | None], dict[str, Any]] = lambda spec, stack, pool: {}
 
 
 def _registry() -> dict[str, PoolKind]:
@@ -222,6 +225,22 @@ def with_stack_env(variables: dict[str, Any], stack: Stack) -> dict[str, Any]:
     return out
 
 
+def _spec(
+    stack: Stack, pool: str, job: Any, kind: PoolKind | None
+) -> tuple[PoolKind, str | None, Any]:
+    if kind is None:
+        _, kind = pool_target(stack, pool)
+    declared = pool if pool in stack.pools else None
+    if declared is not None and stack.pools[pool].type != kind.type:
+        msg = (
+            f"pools.{pool} of stack {stack.name!r} has type {stack.pools[pool].type!r}, "
+            f"not {kind.type!r}"
+        )
+        raise ConfigError(msg)
+    spec = job if job is not None else kind.build_job(stack, declared, {})
+    return kind, declared, spec
+
+
 def pool_defaults(
     stack: Stack,
     pool: str,
@@ -242,16 +261,7 @@ def pool_defaults(
     Returns:
         ``(kind, defaults)``.
     """
-    if kind is None:
-        _, kind = pool_target(stack, pool)
-    declared = pool if pool in stack.pools else None
-    if declared is not None and stack.pools[pool].type != kind.type:
-        msg = (
-            f"pools.{pool} of stack {stack.name!r} has type {stack.pools[pool].type!r}, "
-            f"not {kind.type!r}"
-        )
-        raise ConfigError(msg)
-    spec = job if job is not None else kind.build_job(stack, declared, {})
+    kind, declared, spec = _spec(stack, pool, job, kind)
     return kind, kind.render(spec, stack, declared, block_ids or api_block_ids)
 
 
@@ -288,7 +298,9 @@ def ensure_stack_pool(
     """
     from oxeo_flows.pools._template import ensure_pool
 
-    kind, defaults = pool_defaults(stack, pool, job=job, kind=kind, block_ids=block_ids)
+    kind, declared, spec = _spec(stack, pool, job, kind)
+    defaults = kind.render(spec, stack, declared, block_ids or api_block_ids)
+    extensions = kind.extensions(spec, stack, declared)
     section = stack.pools.get(pool)
     if section is not None:
         description = section.description if description is None else description
@@ -299,6 +311,7 @@ def ensure_stack_pool(
         pool,
         type=kind.type,
         defaults=defaults,
+        extensions=extensions,
         description=description,
         concurrency_limit=concurrency_limit,
         adopt=adopt,
