@@ -130,8 +130,8 @@ def _bench(files: int, mib: int, repeat: int) -> None:
     from prefect_aws.deployments.steps import push_to_s3
     from prefect_aws.s3 import get_s3_client
 
-    from oxeo_flows.s3 import sync_code
     from oxeo_flows.stack import load_stack
+    from oxeo_flows.storage import sync_code
 
     boto3.client("s3").create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}

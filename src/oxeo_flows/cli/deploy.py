@@ -74,8 +74,8 @@ def sync(  # noqa: PLR0917 - a typer command: options are parameters
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every changed file."),
 ) -> None:
     """Upload the project's code to S3, sending only new or changed files."""
-    from oxeo_flows.s3 import sync_code
     from oxeo_flows.stack import load_stack
+    from oxeo_flows.storage import sync_code
 
     with friendly_errors():
         report = sync_code(
