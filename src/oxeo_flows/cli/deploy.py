@@ -59,9 +59,9 @@ def deploy(  # noqa: PLR0917 - a typer command: options are parameters
             src=src,
             dry_run=dry_run,
         )
-    console.print(result.summary(), highlight=False, markup=False)
+    console.print(result.summary())
     for key, (old, new) in sorted(result.changes.items()):
-        console.print(f"    {key}: {old!r} -> {new!r}", highlight=False, markup=False)
+        console.print(f"    {key}: {old!r} -> {new!r}")
 
 
 def sync(  # noqa: PLR0917 - a typer command: options are parameters
@@ -86,9 +86,9 @@ def sync(  # noqa: PLR0917 - a typer command: options are parameters
             dry_run=dry_run,
             stack=load_stack(stack),
         )
-    console.print(report.summary(), highlight=False, markup=False)
+    console.print(report.summary())
     if verbose:
         for rel in report.uploaded:
-            console.print(f"  + {rel}", highlight=False, markup=False)
+            console.print(f"  + {rel}")
         for rel in report.deleted:
-            console.print(f"  - {rel}", highlight=False, markup=False)
+            console.print(f"  - {rel}")

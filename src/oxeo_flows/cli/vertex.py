@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from oxeo_flows.cli._common import console, friendly_errors
+from oxeo_flows.cli._common import console, friendly_errors, styled
 
 app = typer.Typer(
     help="Vertex AI runs: job variables and work pools.",
@@ -64,6 +64,6 @@ def ensure_pool(
             if dry_run and result.action != "unchanged"
             else result.action
         )
-        console.print(f"work pool [bold]{result.name}[/] ({result.type}): {verb}", highlight=False)
+        console.print(styled("work pool ", (result.name, "bold"), f" ({result.type}): {verb}"))
         for path, (old, new) in result.changes.items():
-            console.print(f"  {path}: {old!r} -> {new!r}", highlight=False, markup=False)
+            console.print(f"  {path}: {old!r} -> {new!r}")
