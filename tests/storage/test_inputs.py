@@ -102,3 +102,34 @@ def test_file_vanishing_mid_sync_is_a_sync_error_naming_it(project: Path, s3: An
     with pytest.raises(SyncError, match=r"lib/b\.py") as info:
         sync_code(project, bucket="oxeo-code", folder="v", client=s3, progress=False)
     assert info.value.report.failed == ("lib/b.py",)
+
+
+def test_digest_cache_reuses_untouched_files_and_sees_every_write(tmp_path: Path) -> None:
+    import json
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oxeo_flows.storage.files import DigestCache, scan
+
+    root = write_tree(tmp_path / "tree", TREE)
+    rels = sorted(TREE)
+    with ThreadPoolExecutor(2) as pool:
+        first = scan(root, rels, pool, DigestCache(root, margin=0))
+        path = DigestCache(root).path
+        assert path.is_file()
+        assert str(tmp_path) in str(path)  # under XDG_CACHE_HOME, never in the tree
+        # Proof of reuse: a digest planted in the cache is returned for the untouched file.
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["files"]["flows/a.py"][4] = "planted"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        again = {f.rel: f.digest for f in scan(root, rels, pool, DigestCache(root, margin=0))}
+        assert again["flows/a.py"].md5 == "planted"
+        # Same size, same mtime, other content: the ctime changed, so it is hashed again.
+        target = root / "lib" / "b.py"
+        st = target.stat()
+        target.write_text("B = 3\n", encoding="utf-8")
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        third = scan(root, rels, pool, DigestCache(root, margin=0))
+    changed = {f.rel: f.digest for f in third}["lib/b.py"]
+    assert changed == file_digest(target)
+    assert changed != {f.rel: f.digest for f in first}["lib/b.py"]

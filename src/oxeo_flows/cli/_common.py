@@ -13,14 +13,16 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from oxeo_flows.errors import OxeoFlowsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 __all__ = ["console", "err_console", "friendly_errors", "styled", "table"]
 
@@ -43,6 +45,8 @@ class _LiteralConsole:
         self._stderr = stderr
 
     def _console(self) -> Console:
+        from rich.console import Console
+
         stream = sys.stderr if self._stderr else sys.stdout
         return Console(
             file=stream,
@@ -54,10 +58,18 @@ class _LiteralConsole:
         )
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        """Print like `rich.console.Console.print`; strings are shown literally."""
+        """Print like `rich.console.Console.print`; strings are shown literally.
+
+        Plain strings are written as they are, without importing Rich (``oxeo-flows sync``
+        stays cheap); tables and styled text go through a Rich console.
+        """
         kwargs.pop("markup", None)
         kwargs.pop("highlight", None)
         kwargs.pop("emoji", None)
+        if not kwargs and all(type(o) is str for o in objects):
+            stream = sys.stderr if self._stderr else sys.stdout
+            stream.write(" ".join(objects) + "\n")
+            return
         self._console().print(*objects, **kwargs)
 
 
@@ -67,6 +79,8 @@ err_console = _LiteralConsole(stderr=True)
 
 def styled(*parts: str | tuple[str, str]) -> Text:
     """Join literal text, each part plain or ``(text, style)``."""
+    from rich.text import Text
+
     text = Text()
     for part in parts:
         if isinstance(part, tuple):
@@ -78,6 +92,9 @@ def styled(*parts: str | tuple[str, str]) -> Text:
 
 def table(title: str, *columns: str | tuple[str, str]) -> Table:
     """A left-titled table whose columns fold long values (never cut with an ellipsis)."""
+    from rich.table import Table
+    from rich.text import Text
+
     out = Table(title=Text(title), title_justify="left")
     for column in columns:
         name, style = column if isinstance(column, tuple) else (column, "")

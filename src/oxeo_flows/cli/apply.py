@@ -6,12 +6,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.text import Text
 
 from oxeo_flows.cli._common import console, err_console, styled, table
 
 if TYPE_CHECKING:
     from rich.table import Table
+    from rich.text import Text
 
     from oxeo_flows.apply import ApplyPlan
     from oxeo_flows.doctor import DoctorReport
@@ -44,6 +44,8 @@ def _label(path: str) -> str:
 
 
 def _changes(item: Any) -> Text:
+    from rich.text import Text
+
     if item.action == "create":
         lines = [
             f"{_label(path)} = {_text(_compact(new))}"
@@ -131,7 +133,7 @@ def _doctor_table(report: DoctorReport) -> Table:
     title = f"doctor: stack {report.stack!r}" if report.stack else "doctor"
     out = table(title, "status", ("check", "cyan"), "finding / fix")
     for c in report.checks:
-        finding = Text(c.message)
+        finding = styled(c.message)
         if c.fix:
             finding.append("\nfix:", style="bold")
             finding.append(f" {c.fix}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from oxeo_flows.cli._common import console, friendly_errors, table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="List and clean up Dask cluster VMs (GCE, EC2).", no_args_is_help=True)
 

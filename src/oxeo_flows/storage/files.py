@@ -3,12 +3,20 @@
 `code_files` selects (ignore rules, virtualenvs, symlinks), `file_digest` hashes one file
 (MD5 for S3 ETags, SHA-256 for our own metadata and tree digests), `scan` hashes many in
 parallel and `tree_digest` turns them into one version string of the code tree.
+
+`DigestCache` remembers the digests of a tree between runs (in the user's cache directory, never
+in the tree), keyed by each file's size, inode, modification and *change* time: any write to a
+file changes its ctime (``os.utime`` included), so a cached digest is never that of older
+content. Entries younger than the timestamp granularity margin are not trusted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +28,7 @@ from oxeo_flows.errors import ConfigError, StorageError
 __all__ = [
     "DEFAULT_IGNORES",
     "PULL_STATE_FILE",
+    "DigestCache",
     "FileDigest",
     "LocalFile",
     "code_files",
@@ -192,8 +201,57 @@ def code_files(src: str | os.PathLike[str] = ".", *, ignore: Sequence[str] = ())
     return sorted(out)
 
 
-def scan(root: Path, rels: Sequence[str], pool: ThreadPoolExecutor) -> list[LocalFile]:
-    """Hash ``rels`` under ``root`` on ``pool``.
+class DigestCache:
+    """File digests of one tree from an earlier run, reused while the file is untouched."""
+
+    def __init__(self, root: Path, *, margin: float = 2.0) -> None:
+        """Load the cache of ``root``; a file must be ``margin`` s older than it to be trusted."""
+        self.margin = margin
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        key = hashlib.sha256(os.fsencode(root)).hexdigest()[:32]
+        self.path = base / "oxeo-flows" / "digests" / f"{key}.json"
+        self._old: dict[str, list[Any]] = {}
+        self._written = 0.0
+        self._new: dict[str, list[Any]] = {}
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("root") == os.fsdecode(root):
+                self._old, self._written = dict(data["files"]), float(data["written"])
+
+    @staticmethod
+    def _key(st: os.stat_result) -> list[Any]:
+        return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+    def digest(self, path: Path, rel: str) -> FileDigest:
+        """The file's digest: from the cache when untouched, else hashed (and remembered)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return file_digest(path)  # raises the StorageError naming the file
+        key = self._key(st)
+        entry = self._old.get(rel)
+        trusted = st.st_ctime_ns / 1e9 < self._written - self.margin
+        if entry and trusted and entry[:4] == key:
+            found = FileDigest(entry[4], entry[5], st.st_size)
+        else:
+            found = file_digest(path)
+        self._new[rel] = [*key, found.md5, found.sha256]
+        return found
+
+    def save(self, root: Path) -> None:
+        """Write the digests seen in this run (best effort: a read-only home is fine)."""
+        data = {"root": os.fsdecode(root), "written": time.time(), "files": self._new}
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            tmp.replace(self.path)
+
+
+def scan(
+    root: Path, rels: Sequence[str], pool: ThreadPoolExecutor, cache: DigestCache | None = None
+) -> list[LocalFile]:
+    """Hash ``rels`` under ``root`` on ``pool`` (reusing ``cache`` entries of untouched files).
 
     Raises:
         StorageError: A file vanished or cannot be read; the message names it.
@@ -201,9 +259,13 @@ def scan(root: Path, rels: Sequence[str], pool: ThreadPoolExecutor) -> list[Loca
 
     def one(rel: str) -> LocalFile:
         path = root / rel
-        return LocalFile(rel, path, file_digest(path))
+        digest = cache.digest(path, rel) if cache is not None else file_digest(path)
+        return LocalFile(rel, path, digest)
 
-    return list(pool.map(one, rels))
+    files = list(pool.map(one, rels))
+    if cache is not None:
+        cache.save(root)
+    return files
 
 
 def tree_digest(files: Sequence[LocalFile]) -> str:

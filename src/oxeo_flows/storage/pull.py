@@ -29,6 +29,8 @@ from oxeo_flows.storage.s3 import (
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
+    from oxeo_flows.stack import Stack
+
 __all__ = ["iter_remote_keys", "pull_code"]
 
 
@@ -41,6 +43,7 @@ def pull_code(
     directory: str | None = None,
     delete: bool = True,
     max_concurrency: int = 8,
+    stack: Stack | str | None = None,
 ) -> dict[str, Any]:
     """Pull-step: download code from S3 into a directory, fetching only what changed.
 
@@ -58,6 +61,10 @@ def pull_code(
         directory: Destination (default: the working directory).
         delete: Remove previously pulled files that are gone from S3.
         max_concurrency: Parallel downloads.
+        stack: A `Stack`, a stack name, or None for the active stack; read only when it is
+            given or when neither ``bucket`` nor ``block`` is: its ``storage.bucket`` /
+            ``storage.folder`` are then the defaults and its ``[aws]`` section configures the
+            client. Otherwise no stack is loaded and boto3's own credential chain is used.
 
     Returns:
         ``{"bucket", "folder", "directory", "downloaded", "deleted", "skipped"}``; Prefect changes
@@ -75,16 +82,27 @@ def pull_code(
               block: oxeo-code
         ```
     """
+    the_stack = None
+    if stack is not None or (bucket is None and block is None):
+        from oxeo_flows.stack import resolve_stack
+
+        the_stack = resolve_stack(stack)
     target = _target(bucket, folder, block, _credentials_from(credentials))
+    if target.bucket is None and the_stack is not None and the_stack.storage.bucket:
+        folder = target.folder if target.folder is not None else the_stack.storage.folder
+        target = Target(the_stack.storage.bucket, folder, target.credentials)
     if target.bucket is None:
-        msg = "pull_code needs bucket= or block= (a saved S3Bucket block or its name)"
+        msg = (
+            "pull_code needs bucket= or block= (a saved S3Bucket block or its name), or a "
+            "stack with storage.bucket"
+        )
         raise ConfigError(msg)
     name = check_bucket_name(target.bucket, where="pull_code bucket")
     prefix = check_folder(target.folder, where="pull_code folder")
     dest = Path(directory).resolve() if directory else Path.cwd()
     with map_s3_errors(f"Cannot create {dest}", name):
         dest.mkdir(parents=True, exist_ok=True)
-    client = make_client(target.credentials, max_concurrency)
+    client = make_client(target.credentials, max_concurrency, stack=the_stack)
     report = _pull(client, name, prefix, dest, delete=delete, workers=max_concurrency)
     return {
         "bucket": name,

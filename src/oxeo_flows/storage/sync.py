@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows.errors import ConfigError, SyncError
-from oxeo_flows.storage.files import LocalFile, code_files, scan, tree_digest
+from oxeo_flows.storage.files import DigestCache, LocalFile, code_files, scan, tree_digest
 from oxeo_flows.storage.names import resolve_target, safe_folder, unpack_bucket
 from oxeo_flows.storage.report import SyncReport
 from oxeo_flows.storage.s3 import (
@@ -215,10 +215,12 @@ def _plan(
 
 def _compare(plan: _Plan, pool: ThreadPoolExecutor) -> None:
     """Hash the tree, list the folder, and split the files into upload / skip / stale."""
-    local = scan(plan.root, plan.rels, pool)
+    # The listing waits on the network while the tree is hashed: start it first.
+    listing = pool.submit(list_remote, plan.client, plan.bucket, plan.folder)
+    local = scan(plan.root, plan.rels, pool, DigestCache(plan.root))
     plan.digest = tree_digest(local)
     with map_s3_errors(f"Cannot list {plan.where}", plan.bucket):
-        remote = list_remote(plan.client, plan.bucket, plan.folder)
+        remote = listing.result()
 
     def same(f: LocalFile) -> bool:
         key = object_key(plan.folder, f.rel)
