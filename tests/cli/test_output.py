@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from typer.testing import CliRunner
 
 from oxeo_flows.cli import app
 from oxeo_flows.cli._demo import RESERVED_PORTS, server_port
+from tests.cli._run import run_cli
 
 runner = CliRunner()
 
@@ -89,9 +88,6 @@ def test_error_sources_in_brackets_are_shown(stack_file: Any) -> None:
     assert "[from env OXEO_FLOWS_DASK__START_TIMEOUT]" in result.output
 
 
-_MAIN = "import sys; from oxeo_flows.cli import main; sys.argv[0] = 'oxeo-flows'; main()"
-
-
 def test_missing_extra_hint_keeps_its_brackets(tmp_path: Path) -> None:
     # boto3 made unimportable in a child process: what a user without the aws extra sees.
     blocker = tmp_path / "blocked" / "boto3"
@@ -99,20 +95,12 @@ def test_missing_extra_hint_keeps_its_brackets(tmp_path: Path) -> None:
     (blocker / "__init__.py").write_text("raise ImportError('No module named boto3')\n")
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "a.py").write_text("A = 1\n")
-    src = Path(__file__).resolve().parents[2] / "src"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path / "blocked"), str(src)]),
-        "OXEO_FLOWS_STORAGE__BUCKET": "oxeo-code",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _MAIN, "sync", str(tmp_path / "project")],
-        env=env,
+    done = run_cli(
+        "sync",
+        str(tmp_path / "project"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        env={"OXEO_FLOWS_STORAGE__BUCKET": "oxeo-code"},
+        path=(tmp_path / "blocked",),
     )
     assert done.returncode == 1, done.stderr
     assert "pip install 'oxeo-flows[aws]'" in done.stderr
@@ -126,17 +114,16 @@ def test_demo_server_port_is_never_dasks() -> None:
 
 @pytest.mark.slow
 def test_demo_is_quiet_and_its_own_server_avoids_dask_ports(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
-    done = subprocess.run(
-        [sys.executable, "-c", _MAIN, "demo", "--tiles", "2", "-o", str(tmp_path / "out")],
-        env=env,
+    os.environ.pop("PREFECT_API_URL", None)  # restored after the test (tests/conftest.py)
+    done = run_cli(
+        "demo",
+        "--tiles",
+        "2",
+        "-o",
+        str(tmp_path / "out"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
+        env={"PREFECT_HOME": str(tmp_path / "prefect-home")},
         timeout=280,
-        check=False,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output

@@ -4,15 +4,13 @@ import neither Prefect nor prefect-aws (boto3 directly)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.cli._run import run_cli
 from tests.storage._s3util import make_bucket, remote_keys, s3_client, write_tree
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 # Runs the CLI, then reports which heavy packages the process imported.
 _RUN = """
 import json, sys
@@ -31,16 +29,7 @@ sys.exit(code)
 
 
 def cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_CACHE_HOME": str(cwd / "cache")}
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli(*args, cwd=cwd, env={"XDG_CACHE_HOME": str(cwd / "cache")}, code=_RUN)
     line = next(x for x in done.stderr.splitlines() if x.startswith("IMPORTED "))
     return done, json.loads(line.removeprefix("IMPORTED "))
 

@@ -9,7 +9,7 @@ import pytest
 
 from oxeo_flows.errors import ConfigError, StorageError, SyncError
 from oxeo_flows.storage import file_digest, pull_code, s3_bucket, sync_code
-from tests.storage._s3util import make_bucket, remote_keys, s3_client, write_tree
+from tests.storage._s3util import remote_keys, write_tree
 
 TREE: dict[str, str | bytes] = {"flows/a.py": "A = 1\n", "lib/b.py": "B = 2\n"}
 
@@ -22,13 +22,6 @@ endpoint-url = "{moto}"
 bucket = "oxeo-code"
 folder = "from-stack"
 """
-
-
-@pytest.fixture
-def s3(moto: str) -> Any:
-    client = s3_client()
-    make_bucket(client)
-    return client
 
 
 @pytest.fixture

@@ -25,13 +25,6 @@ TREE: dict[str, str | bytes] = {
 
 
 @pytest.fixture
-def s3(moto: str) -> Any:
-    client = s3_client()
-    make_bucket(client)
-    return client
-
-
-@pytest.fixture
 def project(tmp_path: Path) -> Path:
     return write_tree(tmp_path / "project", TREE)
 

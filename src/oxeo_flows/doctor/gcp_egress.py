@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from oxeo_flows.doctor.gcp_network import GcpContext
+    from oxeo_flows.doctor.gcp_context import GcpContext
     from oxeo_flows.doctor.report import Findings
 
 __all__ = ["ArtifactImage", "check_egress", "parse_artifact_image"]

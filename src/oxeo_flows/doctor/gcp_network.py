@@ -10,10 +10,11 @@ for the Dask VMs as dask-cloudprovider creates them: network tags ``http-server`
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._loopback import is_loopback_endpoint
+from oxeo_flows.doctor.gcp_context import GcpContext
+from oxeo_flows.doctor.gcp_egress import check_egress
 from oxeo_flows.doctor.gcp_firewall import Peer, Rule, Target, parse_rules, report_flow
 from oxeo_flows.doctor.pools import uses_vertex
 from oxeo_flows.errors import ConfigError
@@ -23,64 +24,15 @@ if TYPE_CHECKING:
     from oxeo_flows.network import GcpNetwork
     from oxeo_flows.stack import Stack
 
-__all__ = ["DASK_VM_TAGS", "GcpContext", "check_gcp_network"]
+__all__ = ["check_gcp_network"]
 
-#: Network tags dask-cloudprovider gives every Dask VM (fixed in its GCPInstance).
-DASK_VM_TAGS = frozenset({"http-server", "https-server"})
 _DASK_PORTS = (8786, 8787)
 #: Ports Dask VMs use between themselves: scheduler, dashboard and the random worker ports.
 _CLUSTER_PORTS = (1024, 65535)
 
 
-@dataclass
-class GcpContext:
-    """What every GCP check needs: the stack, its network and lazily built API clients."""
-
-    stack: Stack
-    spec: GcpNetwork
-    how: str
-    _services: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def project(self) -> str:
-        """The project that owns the network."""
-        return self.spec.network_project
-
-    def api(self, name: str) -> Any:
-        """The client of one API of `oxeo_flows.gcp_api.SERVICES`, built once.
-
-        Artifact Registry and Resource Manager use the ``gcp.endpoints.compute`` override (a
-        Private Service Connect "all-apis" endpoint serves every Google API on one address).
-        """
-        from oxeo_flows.gcp_api import rest_service
-
-        if name not in self._services:
-            endpoints = self.stack.gcp.endpoints
-            endpoint = (
-                endpoints.service_networking if name == "servicenetworking" else endpoints.compute
-            )
-            self._services[name] = rest_service(name, endpoint)
-        return self._services[name]
-
-    @property
-    def on_gce(self) -> bool:
-        """True when Dask runs on GCE VMs in this network."""
-        return self.stack.dask.backend == "gcp"
-
-    def dask_vms(self) -> Target | None:
-        """The Dask VMs as firewall targets (None when Dask does not run on GCE)."""
-        if not self.on_gce:
-            return None
-        account = self.stack.dask.gcp.service_account or self.stack.gcp.service_account
-        if account is None and self.spec.project_number:
-            account = f"{self.spec.project_number}-compute@developer.gserviceaccount.com"
-        return Target(DASK_VM_TAGS, account)
-
-
 def check_gcp_network(stack: Stack, out: Findings) -> None:
     """Every GCP network check, in dependency order (a missing network stops the rest)."""
-    from oxeo_flows.doctor.gcp_egress import check_egress
-
     if not stack.gcp.network or not (stack.dask.backend == "gcp" or uses_vertex(stack)):
         return
     ctx = _context(stack, out)
