@@ -66,6 +66,7 @@ def test_higher_priority_deny_from_the_peering_range_wins(
     check = one(report, *PEERING)
     assert check.status == "fail", check
     assert "deny rule 'deny-peering' (priority 900) refuses tcp 8786-8787" in check.message
+    assert "--priority 899" in (check.fix or "")  # an allow at the default 1000 would still lose
     assert one(report, *SUBNET).status == "ok"  # the deny is for the peering range only
 
 

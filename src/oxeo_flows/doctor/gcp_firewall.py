@@ -236,16 +236,21 @@ def report_flow(
     to = f"the Dask VMs ({target.describe()})" if target else "the network's instances"
     if not refused:
         deciders = sorted({d.rule.name for d in decisions if d.rule is not None})
-        out.add(
-            "gcp-network",
-            name,
-            "ok",
-            f"{', '.join(deciders)} admit {span} from {peer.cidr} to {to}",
+        admit = (
+            f"rule {deciders[0]!r} admits"
+            if len(deciders) == 1
+            else f"rules {', '.join(repr(n) for n in deciders)} admit"
         )
+        out.add("gcp-network", name, "ok", f"{admit} {span} from {peer.cidr} to {to}")
         return
     first = refused[0]
     why = f"{first.by()} refuses tcp {first.ports()} from {peer.cidr} ({label}) to {to}"
     misses = near_misses(rules, direction="INGRESS", peer=peer, target=target, port=first.low)
     if misses:
         why += "; " + "; ".join(misses)
+    if first.rule is not None and first.rule.deny:
+        fix = (
+            f"narrow or remove the deny rule {first.rule.name!r}, or admit the traffic with a "
+            f"higher priority: {fix} --priority {max(first.rule.priority - 1, 0)}"
+        )
     out.add("gcp-network", name, "fail", why, fix)
