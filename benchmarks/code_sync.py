@@ -10,6 +10,11 @@ For each push it prints the S3 API requests (counted with boto3's event hooks on
 each tool uses), the bytes uploaded and the wall time. moto's HTTP server is started by this
 script on 127.0.0.1; nothing else is contacted.
 
+Then the command lines, each a fresh process as a user runs them: ``oxeo-flows sync`` against
+``aws s3 sync --delete`` (awscli, installed by this script into its own virtualenv under /tmp,
+``--awscli-venv``; the comparison is skipped with a message when it cannot be installed), on
+the same unchanged tree and the same moto.
+
 Run: ``python benchmarks/code_sync.py [--files 500] [--mib 50] [--repeat 3]``
 """
 
@@ -21,6 +26,8 @@ import os
 import random
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -104,6 +111,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--mib", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (median)")
+    parser.add_argument(
+        "--awscli-venv",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "oxeo-bench-awscli",
+        help="virtualenv for awscli (created and filled on first use)",
+    )
     args = parser.parse_args()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -121,6 +134,7 @@ def main() -> None:
     )
     try:
         _bench(args.files, args.mib, args.repeat)
+        _bench_cli(args.files, args.mib, args.repeat, args.awscli_venv)
     finally:
         server.stop()
 
@@ -130,8 +144,8 @@ def _bench(files: int, mib: int, repeat: int) -> None:
     from prefect_aws.deployments.steps import push_to_s3
     from prefect_aws.s3 import get_s3_client
 
-    from oxeo_flows.s3 import sync_code
     from oxeo_flows.stack import load_stack
+    from oxeo_flows.storage import sync_code
 
     boto3.client("s3").create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -204,6 +218,64 @@ def _bench(files: int, mib: int, repeat: int) -> None:
         )
         print(f"\n{scenario}: sync_code is {ratio:.1f}x faster than push_to_s3", end="")
     print()
+
+
+def awscli(venv: Path) -> Path | None:
+    """The ``aws`` command of ``venv``, installing awscli there first if needed."""
+    aws = venv / "bin" / "aws"
+    if aws.exists():
+        return aws
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "awscli"],
+            check=True,
+            timeout=900,
+            capture_output=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"\nawscli comparison skipped: cannot install awscli into {venv} ({exc})")
+        return None
+    return aws if aws.exists() else None
+
+
+def _oxeo_command() -> list[str]:
+    script = Path(sys.executable).with_name("oxeo-flows")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from oxeo_flows.cli import main; main()"]
+
+
+def _timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=300)
+    return time.perf_counter() - start
+
+
+def _bench_cli(files: int, mib: int, repeat: int, venv: Path) -> None:
+    """``oxeo-flows sync`` vs ``aws s3 sync --delete``: the unchanged no-op, fresh processes."""
+    aws = awscli(venv)
+    if aws is None:
+        return
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "project"
+        make_tree(root, files, mib)
+        ours = [*_oxeo_command(), "sync", str(root), "--bucket", BUCKET, "--folder", "cli-ours"]
+        theirs = [str(aws), "s3", "sync", str(root), f"s3://{BUCKET}/cli-aws", "--delete"]
+        theirs += ["--endpoint-url", endpoint, "--only-show-errors"]
+        _timed(ours, Path(tmp))  # first pushes: the no-op runs below find everything in place
+        _timed(theirs, Path(tmp))
+        runs = max(repeat, 5)
+        ours_s = statistics.median(_timed(ours, Path(tmp)) for _ in range(runs))
+        theirs_s = statistics.median(_timed(theirs, Path(tmp)) for _ in range(runs))
+    version = subprocess.run(
+        [str(aws), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print(f"\ncommand line, unchanged {files}-file tree, median of {runs} fresh processes:")
+    print(f"  oxeo-flows sync           {ours_s:6.2f} s")
+    print(f"  aws s3 sync --delete      {theirs_s:6.2f} s   ({version})")
+    print(f"  oxeo-flows / aws = {ours_s / theirs_s:.2f}x (target <= 1.0)")
 
 
 if __name__ == "__main__":

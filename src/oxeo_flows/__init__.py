@@ -54,7 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from oxeo_flows.pools.kind_vertex import ensure_vertex_pool, vertex_job
     from oxeo_flows.runners import dask_runner
-    from oxeo_flows.s3 import SyncReport, s3_bucket, sync_code
     from oxeo_flows.secrets import (
         aload_secret,
         clear_secret_cache,
@@ -65,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ssh_key_file,
     )
     from oxeo_flows.stack import Stack, load_stack, resolve_stack
+    from oxeo_flows.storage import SyncReport, s3_bucket, sync_code
     from oxeo_flows.vertex import VertexJob
 
 # Public name -> module that defines it. Keep one name per line, sorted within each group.
@@ -108,9 +108,9 @@ _LAZY: dict[str, str] = {
     "docker_job": "oxeo_flows.pools.kind_docker",
     "docker_registry_credentials": "oxeo_flows.pools.kind_docker",
     "ensure_docker_pool": "oxeo_flows.pools.kind_docker",
-    "SyncReport": "oxeo_flows.s3",
-    "s3_bucket": "oxeo_flows.s3",
-    "sync_code": "oxeo_flows.s3",
+    "SyncReport": "oxeo_flows.storage",
+    "s3_bucket": "oxeo_flows.storage",
+    "sync_code": "oxeo_flows.storage",
     "aws_credentials": "oxeo_flows.aws",
     "aload_secret": "oxeo_flows.secrets",
     "clear_secret_cache": "oxeo_flows.secrets",

@@ -249,7 +249,7 @@ def _build_blocks(stack: Stack, errors: list[str]) -> list[_BlockSpec]:
             errors.append(f"aws credentials block {creds_name!r}: {exc}")
     if stack.storage.bucket and creds is not None:
         try:
-            from oxeo_flows.s3 import s3_bucket, storage_block_name
+            from oxeo_flows.storage import s3_bucket, storage_block_name
 
             bucket = s3_bucket(folder=stack.storage.folder or "", stack=stack, credentials=creds)
             out.append(_BlockSpec(storage_block_name(stack), "s3-bucket", bucket, "storage"))

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from oxeo_flows.blocks import BlockResult
     from oxeo_flows.pools import PoolResult
     from oxeo_flows.pools.kinds import PoolKind
-    from oxeo_flows.s3 import SyncReport
     from oxeo_flows.stack import Stack
+    from oxeo_flows.storage import SyncReport
 
 __all__ = ["DeployResult", "deploy_flow"]
 
@@ -173,11 +173,11 @@ def _load_flow(root: Path, entrypoint: str) -> Any:
 def _code_digest(root: Path, stack: Stack) -> str:
     import hashlib
 
-    from oxeo_flows.s3 import _hash_file, code_files
+    from oxeo_flows.storage import code_files, file_digest
 
     h = hashlib.sha256()
     for rel in code_files(root, ignore=stack.storage.ignore):
-        h.update(f"{rel}\0{_hash_file(root / rel)[1]}\n".encode())
+        h.update(f"{rel}\0{file_digest(root / rel).sha256}\n".encode())
     return h.hexdigest()
 
 
@@ -423,7 +423,7 @@ def deploy_flow(
     block_result: BlockResult | None = None
     if code == "s3":
         from oxeo_flows.blocks import ensure_block
-        from oxeo_flows.s3 import s3_bucket, storage_block_name, sync_code
+        from oxeo_flows.storage import s3_bucket, storage_block_name, sync_code
 
         sync_report = sync_code(root, stack=the_stack, dry_run=dry_run)
         version = sync_report.digest[:12]

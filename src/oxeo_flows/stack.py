@@ -556,14 +556,14 @@ class StorageSection(Model):
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, v: str | None) -> str | None:
-        from oxeo_flows.s3 import check_bucket_name
+        from oxeo_flows._checks import check_bucket_name
 
         return None if v is None else _plain_error(check_bucket_name, v, "bucket")
 
     @field_validator("folder")
     @classmethod
     def _folder(cls, v: str | None) -> str | None:
-        from oxeo_flows.s3 import check_folder
+        from oxeo_flows._checks import check_folder
 
         return None if v is None else _plain_error(check_folder, v, "folder")
 

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from oxeo_flows.git import git_clone_ssh
-    from oxeo_flows.s3 import pull_code
+    from oxeo_flows.storage import pull_code
 
 # step name -> module that defines it
 _STEPS: dict[str, str] = {
     "git_clone_ssh": "oxeo_flows.git",
-    "pull_code": "oxeo_flows.s3",
+    "pull_code": "oxeo_flows.storage",
 }
 
 __all__ = ["git_clone_ssh", "pull_code"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.apply._proxy import CountingProxy
+from tests.fakes.proxy import CountingProxy
 
 
 @pytest.fixture

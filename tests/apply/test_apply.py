@@ -15,8 +15,8 @@ from oxeo_flows.apply import (
 )
 from oxeo_flows.errors import ApplyError, ConfigError
 from oxeo_flows.pools import MANAGED_MARKER
-from tests.apply._proxy import CountingProxy
 from tests.apply._stacks import full_stack, invalid_pool_stack
+from tests.fakes.proxy import CountingProxy
 
 
 @pytest.fixture(autouse=True)

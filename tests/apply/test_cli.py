@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from oxeo_flows.cli import app
-from tests.apply._proxy import CountingProxy
 from tests.apply._stacks import full_stack, invalid_pool_stack
+from tests.fakes.proxy import CountingProxy
 
 runner = CliRunner()
 

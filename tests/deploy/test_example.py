@@ -6,8 +6,8 @@ from pathlib import Path
 
 from oxeo_flows import docker_job
 from oxeo_flows.pools import default_base_job_template
-from oxeo_flows.s3 import code_files, s3_bucket
 from oxeo_flows.stack import load_stack
+from oxeo_flows.storage import code_files, s3_bucket
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "aws_docker_s3"
 

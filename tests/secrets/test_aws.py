@@ -9,7 +9,7 @@ import pytest
 
 from oxeo_flows import SecretAccessError, SecretNotFoundError
 from oxeo_flows.secrets import load_secret, resolve_secret
-from tests.secrets._proxy import FaultProxy
+from tests.fakes.proxy import FaultProxy
 
 STACK = """
 [tool.oxeo-flows.stacks.local]

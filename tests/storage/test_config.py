@@ -13,8 +13,8 @@ from oxeo_flows.aws import aws_credentials
 from oxeo_flows.blocks import ensure_block
 from oxeo_flows.deploy import deploy_flow
 from oxeo_flows.errors import ConfigError
-from oxeo_flows.s3 import s3_bucket, sync_code
 from oxeo_flows.stack import load_stack
+from oxeo_flows.storage import s3_bucket, sync_code
 
 STACK = """
 [tool.oxeo-flows.stacks.aws.aws]

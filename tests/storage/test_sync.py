@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from oxeo_flows.errors import StorageError, SyncError
-from oxeo_flows.s3 import SHA256_METADATA_KEY, code_files, pull_code, sync_code
 from oxeo_flows.stack import load_stack
+from oxeo_flows.storage import SHA256_METADATA_KEY, code_files, pull_code, sync_code
 from tests.storage._s3util import Calls, make_bucket, remote_keys, s3_client, write_tree
 
 MiB = 1024 * 1024
@@ -22,13 +22,6 @@ TREE: dict[str, str | bytes] = {
     "lib/data/table.csv": "a,b\n1,2\n",
     "README.md": "# demo\n",
 }
-
-
-@pytest.fixture
-def s3(moto: str) -> Any:
-    client = s3_client()
-    make_bucket(client)
-    return client
 
 
 @pytest.fixture

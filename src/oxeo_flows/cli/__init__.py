@@ -43,6 +43,7 @@ from oxeo_flows.cli import deploy as _deploy_cli  # noqa: E402
 
 app.command("deploy")(_deploy_cli.deploy)
 app.command("sync")(_deploy_cli.sync)
+app.command("pull")(_deploy_cli.pull)
 from oxeo_flows.cli import secrets as _secrets_cli  # noqa: E402
 
 app.add_typer(_secrets_cli.app, name="secrets")

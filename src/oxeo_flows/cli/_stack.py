@@ -6,20 +6,32 @@ import json
 from typing import Any
 
 import typer
-from rich.table import Table
+from pydantic import BaseModel
 
-from oxeo_flows.cli._common import console, friendly_errors
+from oxeo_flows._model import kebab
+from oxeo_flows.cli._common import console, friendly_errors, table
 
 app = typer.Typer(help="Inspect stacks.", no_args_is_help=True)
 
+Row = tuple[str, Any, tuple[str, ...]]  # shown key, JSON value, field path for origin()
 
-def _leaves(data: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    if isinstance(data, dict) and data:
-        out: list[tuple[tuple[str, ...], Any]] = []
-        for key, value in data.items():
-            out.extend(_leaves(value, (*path, str(key))))
+
+def _leaves(
+    obj: Any, data: Any, path: tuple[str, ...] = (), shown: tuple[str, ...] = ()
+) -> list[Row]:
+    """Every leaf value: model field names in kebab-case, dictionary keys as written."""
+    if isinstance(obj, BaseModel):
+        out: list[Row] = []
+        for name in type(obj).model_fields:
+            if name in data:
+                out += _leaves(getattr(obj, name), data[name], (*path, name), (*shown, kebab(name)))
         return out
-    return [(path, data)]
+    if isinstance(obj, dict) and obj:
+        out = []
+        for key, value in obj.items():
+            out += _leaves(value, data[str(key)], (*path, str(key)), (*shown, str(key)))
+        return out
+    return [(".".join(shown), data, path)]
 
 
 @app.command("show")
@@ -33,10 +45,7 @@ def show(
     with friendly_errors():
         resolved = load_stack(stack)
     data = resolved.model_dump(mode="json", exclude={"name", "extends"})
-    rows = [
-        (".".join(p.replace("_", "-") for p in path), value, resolved.origin(*path))
-        for path, value in _leaves(data)
-    ]
+    rows = [(key, value, resolved.origin(*path)) for key, value, path in _leaves(resolved, data)]
     if as_json:
         payload = {
             "stack": resolved.name,
@@ -46,11 +55,8 @@ def show(
         typer.echo(json.dumps(payload, indent=2))
         return
     where = str(resolved.file) if resolved.file else "no configuration file (built-in defaults)"
-    table = Table(title=f"stack {resolved.name!r} — {where}", title_justify="left")
-    table.add_column("key", style="cyan", no_wrap=True)
-    table.add_column("value")
-    table.add_column("source", style="dim")
+    out = table(f"stack {resolved.name!r} — {where}", ("key", "cyan"), "value", ("source", "dim"))
     for key, value, origin in rows:
         shown = json.dumps(value) if not isinstance(value, str) else value
-        table.add_row(key, shown, origin)
-    console.print(table)
+        out.add_row(key, shown, origin)
+    console.print(out)

@@ -6,12 +6,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from oxeo_flows.cli._common import console, err_console
+from oxeo_flows.cli._common import console, err_console, styled, table
 
 if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
     from oxeo_flows.apply import ApplyPlan
     from oxeo_flows.doctor import DoctorReport
 
@@ -22,9 +23,9 @@ _ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim"}
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, default=str, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _text(value: Any) -> str:
+    """A value as shown in a plan: strings as they are, anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
 
 
 def _compact(value: Any) -> Any:
@@ -42,34 +43,37 @@ def _label(path: str) -> str:
     return path
 
 
+def _changes(item: Any) -> Text:
+    from rich.text import Text
+
+    if item.action == "create":
+        lines = [
+            f"{_label(path)} = {_text(_compact(new))}"
+            for path, (_, new) in item.changes.items()
+            if _compact(new) not in (None, {}, [])
+        ]
+    else:
+        lines = [
+            f"{_label(path)}: {_text(old)} → {_text(new)}"
+            for path, (old, new) in item.changes.items()
+        ]
+    out = Text("\n".join(lines))
+    if item.note:
+        out.append(("\n" if lines else "") + f"({item.note})", style="dim")
+    return out
+
+
 def _plan_table(plan: ApplyPlan, *, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("action", no_wrap=True)
-    table.add_column("object", no_wrap=True)
-    table.add_column("changes", ratio=1)
+    out = table(title, "action", "object", "changes")
     for item in plan.items:
-        style = _ACTION_STYLE[item.action]
-        if item.action == "create":
-            lines = [
-                f"{escape(_label(path))} = {escape(_short(_compact(new)))}"
-                for path, (_, new) in item.changes.items()
-                if _compact(new) not in (None, {}, [])
-            ]
-        else:
-            lines = [
-                f"{escape(_label(path))}: {escape(_short(old))} → {escape(_short(new))}"
-                for path, (old, new) in item.changes.items()
-            ]
-        if item.note:
-            lines.append(f"[dim]({escape(item.note)})[/]")
-        action = f"[{style}]{item.action}[/]"
+        action = styled((item.action, _ACTION_STYLE[item.action]))
         if item.applied:
-            action += " [green]✓[/]"
-        obj = f"{item.kind} [bold]{escape(item.name)}[/]"
+            action.append(" ✓", style="green")
+        obj = styled(f"{item.kind} ", (item.name, "bold"))
         if item.type != item.kind:
-            obj += f"\n[dim]{escape(item.type)}[/]"
-        table.add_row(action, obj, "\n".join(lines))
-    return table
+            obj.append(f"\n{item.type}", style="dim")
+        out.add_row(action, obj, _changes(item))
+    return out
 
 
 def _emit_json(data: dict[str, Any]) -> None:
@@ -109,37 +113,32 @@ def apply(
         else:
             if partial is not None and partial.items:
                 console.print(_plan_table(partial, title="plan (✓ = applied)"))
-            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+            err_console.print(styled(("Error:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
     if as_json:
         _emit_json(plan.to_dict())
     else:
         title = f"stack {plan.stack!r}: " + ("plan (dry run)" if read_only else "plan")
         console.print(_plan_table(plan, title=title))
-        console.print(escape(plan.summary()), highlight=False)
+        console.print(plan.summary())
     if check and plan.has_drift:
         if not as_json:
             err_console.print(
-                "Drift: the Prefect API differs from the stack. Run `oxeo-flows apply` to fix it.",
-                highlight=False,
+                "Drift: the Prefect API differs from the stack. Run `oxeo-flows apply` to fix it."
             )
         raise typer.Exit(EXIT_DRIFT)
 
 
 def _doctor_table(report: DoctorReport) -> Table:
     title = f"doctor: stack {report.stack!r}" if report.stack else "doctor"
-    table = Table(title=title, title_justify="left")
-    table.add_column("status", no_wrap=True)
-    table.add_column("check", style="cyan")
-    table.add_column("finding / fix")
+    out = table(title, "status", ("check", "cyan"), "finding / fix")
     for c in report.checks:
-        text = escape(c.message)
+        finding = styled(c.message)
         if c.fix:
-            text += f"\n[bold]fix:[/] {escape(c.fix)}"
-        table.add_row(
-            f"[{_STATUS_STYLE[c.status]}]{c.status}[/]", f"{c.group}: {escape(c.name)}", text
-        )
-    return table
+            finding.append("\nfix:", style="bold")
+            finding.append(f" {c.fix}")
+        out.add_row(styled((c.status, _STATUS_STYLE[c.status])), f"{c.group}: {c.name}", finding)
+    return out
 
 
 def doctor(
@@ -158,9 +157,6 @@ def doctor(
     else:
         console.print(_doctor_table(report))
         counts = report.counts()
-        console.print(
-            ", ".join(f"{n} {s}" for s, n in counts.items() if n),
-            highlight=False,
-        )
+        console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     if not report.ok:
         raise typer.Exit(1)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from oxeo_flows.cli._common import console, friendly_errors
+from oxeo_flows.cli._common import console, friendly_errors, table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="List and clean up Dask cluster VMs (GCE, EC2).", no_args_is_help=True)
 
@@ -21,16 +24,12 @@ _CLUSTER = typer.Option(None, "--cluster", help="Only VMs of this cluster name."
 
 
 def _table(vms: list, title: str) -> Table:  # type: ignore[type-arg]
-    table = Table(title=title, title_justify="left")
-    for col in ("cloud", "cluster", "name", "id", "location", "state", "age", "flow run"):
-        table.add_column(col)
+    out = table(title, "cloud", "cluster", "name", "id", "location", "state", "age", "flow run")
     for vm in vms:
         age = vm.age()
         shown = "?" if age is None else f"{int(age.total_seconds() // 60)}m"
-        table.add_row(
-            vm.cloud, vm.cluster, vm.name, vm.id, vm.location, vm.state, shown, vm.flow_run
-        )
-    return table
+        out.add_row(vm.cloud, vm.cluster, vm.name, vm.id, vm.location, vm.state, shown, vm.flow_run)
+    return out
 
 
 @app.command("list")

@@ -9,7 +9,7 @@ import typer
 
 from oxeo_flows.cli._common import console, friendly_errors
 
-__all__ = ["deploy", "sync"]
+__all__ = ["deploy", "pull", "sync"]
 
 
 def _parse_params(values: list[str] | None) -> dict[str, Any]:
@@ -63,9 +63,9 @@ def deploy(  # noqa: PLR0917 - a typer command: options are parameters
             force=force,
             dry_run=dry_run,
         )
-    console.print(result.summary(), highlight=False, markup=False)
+    console.print(result.summary())
     for key, (old, new) in sorted(result.changes.items()):
-        console.print(f"    {key}: {old!r} -> {new!r}", highlight=False, markup=False)
+        console.print(f"    {key}: {old!r} -> {new!r}")
 
 
 def sync(  # noqa: PLR0917 - a typer command: options are parameters
@@ -78,8 +78,7 @@ def sync(  # noqa: PLR0917 - a typer command: options are parameters
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every changed file."),
 ) -> None:
     """Upload the project's code to S3, sending only new or changed files."""
-    from oxeo_flows.s3 import sync_code
-    from oxeo_flows.stack import load_stack
+    from oxeo_flows.storage import sync_code
 
     with friendly_errors():
         report = sync_code(
@@ -88,11 +87,40 @@ def sync(  # noqa: PLR0917 - a typer command: options are parameters
             folder=folder,
             delete=False if keep else None,
             dry_run=dry_run,
-            stack=load_stack(stack),
+            stack=stack,
         )
-    console.print(report.summary(), highlight=False, markup=False)
+    console.print(report.summary())
     if verbose:
         for rel in report.uploaded:
-            console.print(f"  + {rel}", highlight=False, markup=False)
+            console.print(f"  + {rel}")
         for rel in report.deleted:
-            console.print(f"  - {rel}", highlight=False, markup=False)
+            console.print(f"  - {rel}")
+
+
+def pull(  # noqa: PLR0917 - a typer command: options are parameters
+    directory: str = typer.Argument(".", help="Destination directory (default: current)."),
+    stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
+    bucket: str | None = typer.Option(None, "--bucket", help="Bucket (default: storage.bucket)."),
+    folder: str | None = typer.Option(None, "--folder", help="Key prefix (default: storage)."),
+    block: str | None = typer.Option(
+        None, "--block", help="A saved S3Bucket block to read bucket, folder, credentials from."
+    ),
+    keep: bool = typer.Option(False, "--keep", help="Do not remove files gone from S3."),
+) -> None:
+    """Download code from S3 into a directory, fetching only what changed (the pull step)."""
+    from oxeo_flows.storage import pull_code
+
+    with friendly_errors():
+        result = pull_code(
+            bucket,
+            folder,
+            block=block,
+            directory=directory,
+            delete=not keep,
+            stack=stack,
+        )
+    console.print(
+        f"s3://{result['bucket']}/{result['folder']}".rstrip("/")
+        + f" -> {result['directory']}: downloaded {result['downloaded']}, "
+        f"{result['skipped']} unchanged, removed {result['deleted']}"
+    )

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from oxeo_flows.cli._common import console, err_console, friendly_errors
+from oxeo_flows.cli._common import console, err_console, friendly_errors, styled, table
 
 app = typer.Typer(
     help="Load and check secrets (values are masked unless asked).", no_args_is_help=True
@@ -38,10 +37,10 @@ def get(
         loaded = resolve_secret(name, sources=source or None, version=version, stack=stack)
     origin = f"from {loaded.source}: {loaded.where}"
     if reveal:
-        err_console.print(f"{name}: {origin}", highlight=False, markup=False)
+        err_console.print(f"{name}: {origin}")
         typer.echo(loaded.value.get_secret_value())
         return
-    console.print(f"{name}: {_MASK} ({origin})", highlight=False, markup=False)
+    console.print(f"{name}: {_MASK} ({origin})")
 
 
 @app.command("check")
@@ -58,27 +57,23 @@ def check(
     required = resolved.secrets.required
     if not required:
         console.print(
-            f"Stack {resolved.name!r} lists no secrets in secrets.required; nothing to check.",
-            highlight=False,
-            markup=False,
+            f"Stack {resolved.name!r} lists no secrets in secrets.required; nothing to check."
         )
         return
-    table = Table(title=f"secrets of stack {resolved.name!r}", title_justify="left")
-    table.add_column("secret", style="cyan", no_wrap=True)
-    table.add_column("status")
-    table.add_column("source / problem")
+    out = table(
+        f"secrets of stack {resolved.name!r}", ("secret", "cyan"), "status", "source / problem"
+    )
     failed = 0
     for name in required:
         try:
             loaded = resolve_secret(name, stack=resolved)
         except OxeoFlowsError as exc:
             failed += 1
-            table.add_row(
-                name, "[red]missing[/]" if isinstance(exc, KeyError) else "[red]error[/]", str(exc)
-            )
+            status = "missing" if isinstance(exc, KeyError) else "error"
+            out.add_row(name, styled((status, "red")), str(exc))
             continue
-        table.add_row(name, "[green]ok[/]", f"{loaded.source}: {loaded.where}")
-    console.print(table)
+        out.add_row(name, styled(("ok", "green")), f"{loaded.source}: {loaded.where}")
+    console.print(out)
     if failed:
         err_console.print(f"{failed} of {len(required)} required secret(s) did not resolve.")
         raise typer.Exit(1)

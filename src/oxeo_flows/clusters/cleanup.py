@@ -16,7 +16,7 @@ from typing import Any
 from oxeo_flows._extras import require
 from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN
 from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN
-from oxeo_flows.errors import ClusterError, ConfigError
+from oxeo_flows.errors import ClusterError, ConfigError, MissingExtraError
 from oxeo_flows.stack import Stack, resolve_stack
 
 __all__ = ["ClusterVM", "delete_cluster_vms", "list_cluster_vms", "parse_age"]
@@ -84,21 +84,12 @@ def _clouds(stack: Stack, clouds: list[str] | None) -> list[str]:
 
 
 def _compute(stack: Stack) -> Any:
-    discovery = require("googleapiclient.discovery", "dask")
-    endpoint = stack.gcp.endpoints.compute
-    kwargs: dict[str, Any] = {"cache_discovery": False}
-    if endpoint:
-        # googleapiclient replaces the whole base URL; accept a bare host as well.
-        base = endpoint if "://" in endpoint else f"https://{endpoint}"
-        if base.rstrip("/").count("/") <= 2:
-            base = base.rstrip("/") + "/compute/v1/"
-        kwargs["client_options"] = {"api_endpoint": base}
-        host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
-        if host in ("127.0.0.1", "localhost", "::1"):
-            credentials = require("google.auth.credentials", "dask").AnonymousCredentials()
-            kwargs["credentials"] = credentials
+    from oxeo_flows.gcp_api import rest_service
+
     try:
-        return discovery.build("compute", "v1", **kwargs)
+        return rest_service("compute", stack.gcp.endpoints.compute)
+    except MissingExtraError:
+        raise
     except Exception as exc:
         msg = (
             f"cannot create a Compute Engine client for project {stack.gcp.project!r}: {exc}. "

@@ -3,104 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from oxeo_flows.doctor import DoctorReport, run_doctor
-from tests.fakes.gcp_rest import FakeGcpRest, GcpState, clean_state
-
-BUCKET = "oxeo-doctor-code"
-
-
-def clean_stack(endpoint: str, moto: str, **edits: str) -> str:
-    """A stack with nothing wrong; ``edits`` replace whole lines by their key (TOML text)."""
-    lines = {
-        "runner": 'runner = "vertex"',
-        "network": 'network = "dask"',
-        "project-number": 'project-number = "123456789012"',
-        "reserved": 'reserved-ip-ranges = ["vertex-peering"]',
-        "service-account": 'service-account = "prefect@oxeo-main.iam.gserviceaccount.com"',
-        "tls": "",
-        "public-ip": "",
-        "start-timeout": "start-timeout = 300",
-        "bucket": f'bucket = "{BUCKET}"',
-        "required": 'required = ["sat-extractor-sa"]',
-        "endpoints": f'compute = "{endpoint}"\nservice-networking = "{endpoint}"',
-    }
-    lines.update(edits)
-    return f"""
-[tool.oxeo-flows]
-default-stack = "prod"
-
-[tool.oxeo-flows.stacks.prod]
-{lines["runner"]}
-
-[tool.oxeo-flows.stacks.prod.gcp]
-project = "oxeo-main"
-{lines["project-number"]}
-region = "europe-west4"
-{lines["network"]}
-subnetwork = "dask-europe-west4"
-{lines["reserved"]}
-{lines["service-account"]}
-
-[tool.oxeo-flows.stacks.prod.gcp.endpoints]
-{lines["endpoints"]}
-
-[tool.oxeo-flows.stacks.prod.vertex]
-image = "europe-docker.pkg.dev/oxeo-main/flows/extract:1"
-
-[tool.oxeo-flows.stacks.prod.dask]
-backend = "gcp"
-{lines["start-timeout"]}
-{lines["tls"]}
-
-[tool.oxeo-flows.stacks.prod.dask.gcp]
-{lines["public-ip"]}
-
-[tool.oxeo-flows.stacks.prod.aws]
-region = "eu-west-1"
-endpoint-url = "{moto}"
-
-[tool.oxeo-flows.stacks.prod.storage]
-{lines["bucket"]}
-folder = "pipelines"
-
-[tool.oxeo-flows.stacks.prod.secrets]
-sources = ["env"]
-{lines["required"]}
-"""
-
-
-@pytest.fixture
-def gcp() -> Iterator[FakeGcpRest]:
-    with FakeGcpRest(clean_state()) as fake:
-        yield fake
-
-
-@pytest.fixture
-def env(prefect_api: str, moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> str:
-    """Prefect, moto with the bucket, the required secret in the environment."""
-    import boto3
-
-    boto3.client("s3", endpoint_url=moto, region_name="eu-west-1").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-    )
-    monkeypatch.setenv("SAT_EXTRACTOR_SA", "not-a-real-key-value-1234")
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
-    return moto
-
-
-def _status(report: DoctorReport) -> dict[tuple[str, str], str]:
-    return {(c.group, c.name): c.status for c in report.checks}
-
-
-def _one(report: DoctorReport, group: str, name: str) -> Any:
-    found = report.find(group, name)
-    assert found, f"no check {group}/{name} in {_status(report)}"
-    return found[0]
+from oxeo_flows.doctor import run_doctor
+from tests.doctor._stacks import BUCKET, clean_stack, one
+from tests.fakes.gcp_rest import FakeGcpRest, GcpState
 
 
 def test_clean_stack_is_all_ok(env: str, gcp: FakeGcpRest, stack_file: Callable[..., Any]) -> None:
@@ -122,7 +32,7 @@ def test_clean_stack_is_all_ok(env: str, gcp: FakeGcpRest, stack_file: Callable[
         "storage",
         "secrets",
     } <= groups
-    assert _one(report, "gcp-network", "peering").message.endswith("is ACTIVE")
+    assert one(report, "gcp-network", "peering").message.endswith("is ACTIVE")
     assert any("/global/firewalls" in p for p in gcp.requests)
     assert any("servicenetworking" in p for p in gcp.requests)
     # the probe object was removed again
@@ -191,7 +101,7 @@ def test_each_misconfiguration_gives_its_line(
 ) -> None:
     stack_file(clean_stack(gcp.endpoint, env, **edits))
     report = run_doctor()
-    check = _one(report, *key)
+    check = one(report, *key)
     assert check.status == status, check
     assert text in check.message
     assert check.fix
@@ -241,7 +151,7 @@ def test_gcp_network_problems(
     _break(gcp.state, what)
     stack_file(clean_stack(gcp.endpoint, env))
     report = run_doctor()
-    check = _one(report, *key)
+    check = one(report, *key)
     assert check.status == "fail", check
     assert text in check.message
     assert check.fix
@@ -258,7 +168,7 @@ def test_gcp_checks_skip_without_credentials(env: str, stack_file: Callable[...,
         pytest.skip("on GCE the metadata server would provide credentials")
     stack_file(clean_stack("", env, endpoints=""))
     report = run_doctor()
-    check = _one(report, "gcp-network", "network")
+    check = one(report, "gcp-network", "network")
     assert check.status == "skip"
     assert "no Google credentials" in check.message
 
@@ -273,7 +183,7 @@ def test_prefect_unreachable_fails(
     stack_file(clean_stack(gcp.endpoint, env))
     with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
         report = run_doctor()
-    check = _one(report, "prefect", "answers")
+    check = one(report, "prefect", "answers")
     assert check.status == "fail"
     assert "does not answer" in check.message
     assert not report.ok
@@ -291,12 +201,12 @@ def test_exposed_http_api_without_auth_warns(
     stack_file(clean_stack(gcp.endpoint, env))
     with temporary_settings({PREFECT_API_URL: exposed}):
         report = run_doctor()
-    check = _one(report, "prefect", "exposure")
+    check = one(report, "prefect", "exposure")
     assert check.status == "warn"
     assert "no auth string" in check.message
     assert "PREFECT_API_AUTH_STRING" in (check.fix or "")
-    assert _one(report, "prefect", "answers").status == "ok"
-    assert _one(report, "prefect", "version").status == "ok"
+    assert one(report, "prefect", "answers").status == "ok"
+    assert one(report, "prefect", "version").status == "ok"
 
 
 def test_docker_on_ec2_explains_the_hop_limit(
@@ -316,7 +226,7 @@ image = "prefecthq/prefect:3-python3.11"
 """
     )
     report = run_doctor("aws")
-    check = _one(report, "docker", "ec2-metadata-hop-limit")
+    check = one(report, "docker", "ec2-metadata-hop-limit")
     assert check.status == "warn"
     assert "hop limit" in check.message
     assert "--http-put-response-hop-limit 2" in (check.fix or "")
