@@ -42,6 +42,8 @@ from oxeo_flows.secrets._base import (
     SourceTransient,
     parse_secret_ref,
 )
+from oxeo_flows.secrets._logging import fetching_secret, install_log_filter
+from oxeo_flows.secrets._states import install_state_redaction
 
 if TYPE_CHECKING:
     from oxeo_flows.stack import Stack
@@ -191,9 +193,11 @@ def _fetch_with_retries(
 ) -> Fetched | SourceNotFound:
     cfg = stack.secrets
     attempt = 0
+    install_log_filter(rescan=True)
     while True:
         try:
-            fetched = mod.fetch(lookup, stack)
+            with fetching_secret():
+                fetched = mod.fetch(lookup, stack)
         except SourceNotFound as exc:
             return exc
         except SourceTransient as exc:
@@ -209,9 +213,7 @@ def _fetch_with_retries(
             attempt += 1
             continue
         register_secret_value(fetched.value)
-        from oxeo_flows.secrets._logging import install_log_filter
-
-        install_log_filter()
+        install_state_redaction()
         return fetched
 
 
