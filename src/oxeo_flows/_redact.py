@@ -45,7 +45,8 @@ SUBSTRING_LENGTH = 8
 
 _PEM_ARMOR = re.compile(r"^-----(BEGIN|END) [A-Z0-9 ]+-----$")
 # Runs of token characters that look random enough to refuse pieces of: long, letters+digits.
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9+/=_\-.~]{16,}")
+# ("." splits host names and URLs into pieces too short to count.)
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9+/=_\-]{16,}")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 _HAS_DIGIT = re.compile(r"[0-9]")
 
@@ -55,20 +56,23 @@ _ordered: tuple[str, ...] = ()  # _values, longest first (what `redact` replaces
 _grams: frozenset[str] = frozenset()  # SUBSTRING_LENGTH-grams of token-like runs
 
 
-def _fragments(value: str) -> set[str]:
-    core = {value, value.strip()}
+def _fragments(value: str) -> tuple[set[str], set[str]]:
+    """(what to mask, what to take token pieces of: the text, its lines and base64 forms)."""
     out: set[str] = set()
-    for text in core:
-        out.add(text.strip())
-        out.update(line.strip() for line in text.splitlines())
-        escaped = json.dumps(text)[1:-1]
-        out.add(escaped)
-        out.add(escaped.replace("\\", "\\\\"))
-        out.add(quote(text, safe=""))
+    plain: set[str] = set()
+    for text in {value, value.strip()}:
         raw = text.encode("utf-8")
-        out.add(base64.b64encode(raw).decode("ascii"))
-        out.add(base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="))
-    return {f for f in out if len(f) >= MIN_LENGTH and not _PEM_ARMOR.match(f)}
+        b64 = {
+            base64.b64encode(raw).decode("ascii"),
+            base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+        }
+        lines = {line.strip() for line in text.splitlines()}
+        plain |= {text.strip(), *lines, *b64}
+        escaped = json.dumps(text)[1:-1]
+        out |= {text.strip(), *lines, *b64, escaped, escaped.replace("\\", "\\\\")}
+        out.add(quote(text, safe=""))
+    keep = {f for f in out if len(f) >= MIN_LENGTH and not _PEM_ARMOR.match(f)}
+    return keep, {f for f in plain if f in keep}
 
 
 def _token_grams(values: Iterable[str]) -> frozenset[str]:
@@ -100,16 +104,18 @@ def register_secret_value(value: str, *, json_fields: bool = False) -> None:
             characters (shorter ones, like a user name, would mask ordinary words).
     """
     global _values, _ordered, _grams  # noqa: PLW0603 - copy-on-write, read without the lock
-    new = _fragments(value)
+    new, plain = _fragments(value)
     if json_fields:
         for leaf in _json_leaves(value):
-            new |= _fragments(leaf)
+            more, more_plain = _fragments(leaf)
+            new |= more
+            plain |= more_plain
     if not new - _values:
         return
     with _lock:
         values = _values | new
         _ordered = tuple(sorted(values, key=len, reverse=True))
-        _grams = _grams | _token_grams(new)
+        _grams = _grams | _token_grams(plain)
         _values = values
 
 
@@ -205,10 +211,12 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, bytes):
         yield path, value.decode("utf-8", "replace")
     elif isinstance(value, Mapping):
-        for key, item in value.items():
-            sub = f"{path}[{key!r}]"
-            if isinstance(key, str):
-                yield f"{path} key {key!r}", key
+        for i, (key, item) in enumerate(value.items()):
+            if isinstance(key, str) and _holds_secret(key):
+                yield f"{path} (its key number {i + 1})", key
+                sub = f"{path}[<key number {i + 1}>]"
+            else:
+                sub = f"{path}[{key!r}]"
             yield from _strings(item, sub)
     elif isinstance(value, list | tuple | set | frozenset):
         for i, item in enumerate(value):
@@ -217,8 +225,6 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 def _holds_secret(text: str) -> bool:
     if is_loaded_secret(text):
-        return True
-    if len(text) >= SUBSTRING_LENGTH and any(text in v for v in _ordered):
         return True
     grams = _grams
     if not grams or len(text) < SUBSTRING_LENGTH:
@@ -231,10 +237,11 @@ def refuse_loaded_secrets(values: Any, *, where: str) -> None:
     """Raise `ConfigError` if a value about to be stored holds a secret loaded in this process.
 
     Walks strings, bytes, mappings (keys and values) and sequences. A string is refused when
-    it contains a loaded secret value (or a registered line/encoding of one), when it is itself
-    a piece of at least `SUBSTRING_LENGTH` characters of one, or when it shares
-    `SUBSTRING_LENGTH` consecutive characters with a token-like part of one (a run of 16+
-    token characters with letters and digits, such as an API token or a line of a key).
+    it contains a loaded secret value (or a registered line/encoding of one), or when it
+    shares `SUBSTRING_LENGTH` consecutive characters with a token-like part of one: a run of
+    16+ characters of ``[A-Za-z0-9+/=_-]`` holding letters and digits, such as an API token,
+    a key id or a line of a PEM key (so a truncated or embedded piece of a token is refused,
+    while the public words of a JSON key file, its URLs or PEM armor lines are not).
     Pure and cheap when no secret was loaded.
 
     Args:
@@ -257,8 +264,8 @@ def refuse_loaded_secrets(values: Any, *, where: str) -> None:
     for path, text in _strings(values, where):
         if _holds_secret(text):
             msg = (
-                f"{path} holds a secret value loaded with load_secret; it would be stored in "
-                "plain text (in Prefect, the cloud job or the VM's metadata). Pass the "
+                f"{redact(path)} holds a secret value loaded with load_secret; it would be "
+                "stored in plain text (in Prefect, the cloud job or the VM's metadata). Pass the "
                 "secret's NAME instead (e.g. an env var MY_TOKEN_SECRET='my-token') and call "
                 "load_secret(name) at run time where the value is needed"
             )
