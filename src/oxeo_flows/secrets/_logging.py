@@ -43,6 +43,7 @@ _FETCHING: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "oxeo_flows_fetching_secret", default=False
 )
 _FETCH_MARK = "_oxeo_flows_fetching_secret"
+_FRESH = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName", _FETCH_MARK}
@@ -115,7 +116,7 @@ def mask_record(record: logging.LogRecord, *, extras: bool = False) -> None:
         record.exc_text = _mask_text(record.exc_text, fetching)
     if record.stack_info:
         record.stack_info = _mask_text(record.stack_info, fetching)
-    if extras:
+    if extras and len(record.__dict__) > _FRESH:  # a fresh record without extras has _FRESH
         for key in record.__dict__.keys() - _STANDARD:
             value = record.__dict__[key]
             record.__dict__[key] = _mask_value(value, fetching)
@@ -130,10 +131,15 @@ class SecretMaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the record; always keep it."""
+        if getattr(_last, "record", None) is record:
+            return True  # already masked by this filter on its logger (same thread, just now)
         with contextlib.suppress(Exception):  # a log line must never fail because of masking
             mask_record(record, extras=True)
+        _last.record = record
         return True
 
+
+_last = threading.local()
 
 _FILTER = SecretMaskingFilter("oxeo_flows.secrets")
 _lock = threading.Lock()
