@@ -431,45 +431,23 @@ def check_machine(
 # ----------------------------------------------------------------------------- EC2
 
 # GPU instance families: family -> size -> GPUs (and the GPU model).
+_G_SIZES = {  # g5 and g6 share their sizes and GPU counts
+    "xlarge": 1,
+    "2xlarge": 1,
+    "4xlarge": 1,
+    "8xlarge": 1,
+    "16xlarge": 1,
+    "12xlarge": 4,
+    "24xlarge": 4,
+    "48xlarge": 8,
+}
 EC2_GPU_TYPES: dict[str, tuple[str, dict[str, int]]] = {
     "g4dn": (
         "T4",
-        {
-            "xlarge": 1,
-            "2xlarge": 1,
-            "4xlarge": 1,
-            "8xlarge": 1,
-            "16xlarge": 1,
-            "12xlarge": 4,
-            "metal": 8,
-        },
+        {**{k: v for k, v in _G_SIZES.items() if k not in ("24xlarge", "48xlarge")}, "metal": 8},
     ),
-    "g5": (
-        "A10G",
-        {
-            "xlarge": 1,
-            "2xlarge": 1,
-            "4xlarge": 1,
-            "8xlarge": 1,
-            "16xlarge": 1,
-            "12xlarge": 4,
-            "24xlarge": 4,
-            "48xlarge": 8,
-        },
-    ),
-    "g6": (
-        "L4",
-        {
-            "xlarge": 1,
-            "2xlarge": 1,
-            "4xlarge": 1,
-            "8xlarge": 1,
-            "16xlarge": 1,
-            "12xlarge": 4,
-            "24xlarge": 4,
-            "48xlarge": 8,
-        },
-    ),
+    "g5": ("A10G", dict(_G_SIZES)),
+    "g6": ("L4", dict(_G_SIZES)),
     "p3": ("V100", {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}),
     "p3dn": ("V100", {"24xlarge": 8}),
     "p4d": ("A100", {"24xlarge": 8}),
