@@ -177,12 +177,16 @@ def _dump_run(client, flow_run_id) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(parts)
 
 
-def test_failed_flow_and_task_states_hold_no_secret(prefect_api: str, monkeypatch) -> None:
+def test_failed_flow_and_task_states_hold_no_secret(
+    prefect_api: str, monkeypatch, tmp_path
+) -> None:
     from prefect import flow, task
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
     monkeypatch.setenv("CANARY_STATE", CANARY)
+    storage = tmp_path / "results"
+    monkeypatch.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(storage))
 
     @task
     def leaky_task(token: str) -> None:
@@ -212,8 +216,13 @@ def test_failed_flow_and_task_states_hold_no_secret(prefect_api: str, monkeypatc
     assert "Finished in state" in dumped  # logs stored on the server
     assert dumped.count(MASK) >= 3
     assert CANARY not in dumped
-    error = stored.result(raise_on_failure=False)
-    assert CANARY not in repr(error) + str(error)
+    error = stored.result(raise_on_failure=False)  # the exception, read back from storage
+    assert isinstance(error, ValueError)
+    assert str(error) == f"bad token {MASK}"
+    persisted = [p for p in storage.rglob("*") if p.is_file()]
+    assert persisted  # the exception was persisted as the flow run's result...
+    for path in persisted:  # ...masked
+        assert CANARY.encode() not in path.read_bytes()
 
 
 class _TokenError(Exception):
@@ -400,17 +409,19 @@ def test_distributed_and_stdlib_loggers_mask(monkeypatch, root_debug) -> None:
     assert root_debug.text.count(MASK) >= 6
 
 
-def test_loaded_secret_pickles_hold_no_value(monkeypatch) -> None:
-    """What a process stores about a loaded secret (reprs, the errors it raises) never holds
-    the value; the pickled objects that must carry it (a SecretStr sent to a task) are the
-    caller's choice and are masked in every log record on the receiving side's loggers."""
+def test_pickled_errors_hold_no_value(monkeypatch) -> None:
+    """Exceptions that held a loaded value pickle masked (as Prefect persists them); our own
+    errors and the reprs of loaded secrets never held it. (A pickled ``SecretStr`` itself
+    carries its value: it must, to be usable where it is unpickled.)"""
     import pickle
+
+    from oxeo_flows._redact import redact_exception
 
     monkeypatch.setenv("CANARY_PICKLE", CANARY)
     loaded = resolve_secret("canary-pickle")
     error = RuntimeError(f"failed with {loaded.value.get_secret_value()}")
-    from oxeo_flows._redact import redact_exception
-
-    masked = redact_exception(error)
-    assert CANARY.encode() not in pickle.dumps(masked)
-    assert CANARY.encode() not in pickle.dumps(SecretNotFoundError("x"))
+    assert CANARY.encode() not in pickle.dumps(redact_exception(error))
+    with pytest.raises(SecretNotFoundError) as missing:
+        load_secret("canary-pickle-missing", sources=["env"])
+    assert CANARY.encode() not in pickle.dumps(missing.value)
+    assert CANARY.encode() not in pickle.dumps(repr(loaded))
