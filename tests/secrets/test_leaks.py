@@ -425,3 +425,39 @@ def test_pickled_errors_hold_no_value(monkeypatch) -> None:
         load_secret("canary-pickle-missing", sources=["env"])
     assert CANARY.encode() not in pickle.dumps(missing.value)
     assert CANARY.encode() not in pickle.dumps(repr(loaded))
+
+
+def test_state_functions_wrapped_when_prefect_is_imported_after_the_load(tmp_path) -> None:
+    """A secret loaded before Prefect is imported: the import hook wraps Prefect's
+    exception-to-state functions when their modules are first executed."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from oxeo_flows import load_secret
+load_secret("early-token", sources=["env"])
+assert "prefect.states" not in sys.modules
+import prefect.flow_engine, prefect.task_engine, prefect.states, prefect._internal.states as s
+mark = "__oxeo_flows_redacts__"
+for f in (prefect.flow_engine.exception_to_failed_state,
+          prefect.flow_engine.exception_to_crashed_state,
+          prefect.task_engine.exception_to_failed_state_sync,
+          prefect.task_engine.exception_to_crashed_state_sync,
+          prefect.states.exception_to_failed_state, s.exception_to_failed_state_sync):
+    assert getattr(f, mark, False), f
+print("wrapped")
+"""
+    env = {**os.environ, "EARLY_TOKEN": CANARY, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrapped" in done.stdout
