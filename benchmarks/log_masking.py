@@ -24,10 +24,10 @@ def _per_record(n: int) -> float:
     logger = logging.getLogger("bench.masking")
     best = float("inf")
     for _ in range(7):
-        start = time.perf_counter()
+        start = time.process_time()
         for i in range(n):
             logger.info("request %s took %d ms from %s", "GET /api/items", i, "10.0.0.1")
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best / n * 1e6
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     _redact.register_secret_value(pem)
     key = _per_record(n)
     values = len(_redact._values)
-    print(f"records per case: {n} (best of 7)")
+    print(f"records per case: {n} (best of 7, CPU time)")
     print(f"no masking installed:          {baseline:6.2f} us/record")
     print(f"installed, no secret loaded:   {idle:6.2f} us/record (+{idle - baseline:.2f})")
     print(f"one token loaded:              {one:6.2f} us/record (+{one - baseline:.2f})")

@@ -131,6 +131,8 @@ class SecretMaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the record; always keep it."""
+        if not _redact._values and _FETCH_MARK not in record.__dict__:
+            return True  # nothing loaded: the fast path
         if getattr(_last, "record", None) is record:
             return True  # already masked by this filter on its logger (same thread, just now)
         with contextlib.suppress(Exception):  # a log line must never fail because of masking
@@ -171,7 +173,7 @@ def _install_factory() -> None:
             _filter_logger(record.name)
         if _FETCHING.get():
             record.__dict__[_FETCH_MARK] = True
-        elif not _redact.has_loaded_secrets():
+        elif not _redact._values:
             return record
         with contextlib.suppress(Exception):  # a log line must never fail because of masking
             mask_record(record)
