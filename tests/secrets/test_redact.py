@@ -173,3 +173,15 @@ def test_redact_exception_without_secrets_is_identity() -> None:
     exc = ValueError(TOKEN)
     assert redact_exception(exc) is exc
     assert exc.args == (TOKEN,)
+
+
+def test_protect_value_masks_logs_of_a_value_obtained_elsewhere(caplog) -> None:
+    import logging
+
+    from oxeo_flows.secrets._core import protect_value
+
+    protect_value(TOKEN)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("vertex.entrypoint").info("key %s", TOKEN)
+    assert TOKEN not in caplog.text
+    assert MASK in caplog.text

@@ -212,9 +212,22 @@ def _fetch_with_retries(
             time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
             attempt += 1
             continue
-        register_secret_value(fetched.value)
-        install_state_redaction()
+        protect_value(fetched.value)
         return fetched
+
+
+def protect_value(value: str) -> None:
+    """Mask ``value`` from now on in every log record and in Prefect run states.
+
+    What every loaded secret goes through; for values a process obtains another way (e.g.
+    the Vertex entrypoint reading the Prefect API key).
+
+    Args:
+        value: The secret value.
+    """
+    register_secret_value(value)
+    install_log_filter()
+    install_state_redaction()
 
 
 def _key(lookup: Lookup, mod: SourceModule, stack: Stack) -> tuple[Hashable, ...]:
