@@ -474,3 +474,33 @@ print("wrapped")
     )
     assert done.returncode == 0, done.stderr
     assert "wrapped" in done.stdout
+
+
+class _Abort(BaseException):
+    """Not an Exception: Prefect reports the run as Crashed, with the exception's text."""
+
+
+def test_crashed_state_holds_no_secret(prefect_api: str, monkeypatch) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    monkeypatch.setenv("CANARY_CRASH", CANARY)
+
+    @flow
+    def crashing_flow() -> None:
+        raise _Abort(f"aborted with {load_secret('canary-crash').get_secret_value()}")
+
+    with pytest.raises(_Abort) as raised:
+        crashing_flow()
+    assert CANARY not in str(raised.value)  # masked in place: the caller sees the mask too
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["crashing-flow"]))
+        )
+        run = next(r for r in runs if r.state and r.state.is_crashed())
+        dumped = _dump_run(client, run.id)
+    assert "Execution was interrupted by an unexpected exception" in dumped
+    assert f"aborted with {MASK}" in dumped
+    assert CANARY not in dumped
