@@ -42,6 +42,8 @@ from oxeo_flows.secrets._base import (
     SourceTransient,
     parse_secret_ref,
 )
+from oxeo_flows.secrets._logging import fetching_secret, install_log_filter
+from oxeo_flows.secrets._states import install_state_redaction
 
 if TYPE_CHECKING:
     from oxeo_flows.stack import Stack
@@ -191,9 +193,11 @@ def _fetch_with_retries(
 ) -> Fetched | SourceNotFound:
     cfg = stack.secrets
     attempt = 0
+    install_log_filter(rescan=True)
     while True:
         try:
-            fetched = mod.fetch(lookup, stack)
+            with fetching_secret():
+                fetched = mod.fetch(lookup, stack)
         except SourceNotFound as exc:
             return exc
         except SourceTransient as exc:
@@ -208,11 +212,22 @@ def _fetch_with_retries(
             time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
             attempt += 1
             continue
-        register_secret_value(fetched.value)
-        from oxeo_flows.secrets._logging import install_log_filter
-
-        install_log_filter()
+        protect_value(fetched.value)
         return fetched
+
+
+def protect_value(value: str) -> None:
+    """Mask ``value`` from now on in every log record and in Prefect run states.
+
+    What every loaded secret goes through; for values a process obtains another way (e.g.
+    the Vertex entrypoint reading the Prefect API key).
+
+    Args:
+        value: The secret value.
+    """
+    register_secret_value(value)
+    install_log_filter()
+    install_state_redaction()
 
 
 def _key(lookup: Lookup, mod: SourceModule, stack: Stack) -> tuple[Hashable, ...]:

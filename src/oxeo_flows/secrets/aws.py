@@ -26,6 +26,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
+from oxeo_flows._redact import register_secret_value
 from oxeo_flows.errors import SecretAccessError
 from oxeo_flows.secrets._base import Fetched, Lookup, SourceNotFound, SourceTransient
 
@@ -192,6 +193,9 @@ def fetch(lookup: Lookup, stack: Stack) -> Fetched:
         except UnicodeDecodeError:
             msg = f"aws: {where} holds binary data that is not UTF-8 text"
             raise SecretAccessError(msg) from None
+    if lookup.json_key is not None:
+        # The whole JSON was fetched: mask all of it (and its long fields), not one field.
+        register_secret_value(value, json_fields=True)
     arn = str(response.get("ARN") or lookup.name)
     where_read = arn + (f"#{lookup.json_key}" if lookup.json_key else "")
     return Fetched(value=_select(value, lookup, where), where=where_read)

@@ -4,6 +4,16 @@
 the directory on exit, also when the body raises. `git_ssh_env` builds on it and yields the
 ``GIT_SSH_COMMAND`` environment for ``git`` over SSH.
 
+Interruptions: SIGINT raises `KeyboardInterrupt` in the body, so the directory goes as on any
+exception. SIGTERM ends a plain Python process without running ``finally`` blocks, so while a
+key file exists a SIGTERM handler is in place (installed from the main thread, only over the
+default action or chained before a Python handler someone else installed; Prefect's own
+handler raises, which is an exception again): it removes the live directories and then lets
+the signal do what it did before (the default: the process ends by SIGTERM). Directories
+left by a process that was SIGKILLed (nothing can run then) carry its pid in their name
+(``oxeo-ssh-PID-...``) and are removed by the next `ssh_key_file` of the same user once that
+pid is gone. An ``atexit`` hook covers interpreter exits that skip the ``with`` block.
+
 Host keys: by default OpenSSH checks the server's host key strictly
 (``StrictHostKeyChecking=yes``) against ``~/.ssh/known_hosts`` and
 ``/etc/ssh/ssh_known_hosts``. In a fresh container those are usually empty, so pass the
@@ -15,14 +25,18 @@ first use; ``no`` disables the check and is only for throwaway test servers.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal
 
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.secrets._core import load_secret
@@ -51,14 +65,83 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+_PREFIX = "oxeo-ssh-"
+_live: set[Path] = set()
+_live_lock = threading.Lock()
+_previous_sigterm: Any = None
+_atexit_registered = False
+
+
+def _remove_live() -> None:
+    with _live_lock:
+        live = list(_live)
+        _live.clear()
+    for directory in live:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _remove_live()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # The default action: end the process by the signal, as it would have without us.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_sigterm() -> None:
+    global _previous_sigterm  # noqa: PLW0603
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm or current == signal.SIG_IGN or current is None:
+        return  # None: a handler set outside Python, which we must not replace
+    _previous_sigterm = current if callable(current) else None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _sweep_stale(root: Path) -> None:
+    """Remove key directories of this user whose process is gone (it was SIGKILLed)."""
+    try:
+        entries = list(root.glob(f"{_PREFIX}*-*"))
+    except OSError:
+        return
+    uid = os.getuid()
+    for entry in entries:
+        pid_text = entry.name[len(_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            if entry.lstat().st_uid != uid or not entry.is_dir():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
+
+
 @contextmanager
 def _private_dir() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="oxeo-ssh-"))
+    global _atexit_registered  # noqa: PLW0603
+    root = Path(tempfile.gettempdir())
+    _sweep_stale(root)
+    directory = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root))
+    with _live_lock:
+        _live.add(directory)
+        if not _atexit_registered:
+            atexit.register(_remove_live)
+            _atexit_registered = True
+    _install_sigterm()
     try:
         os.chmod(directory, 0o700)
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        with _live_lock:
+            _live.discard(directory)
 
 
 @contextmanager
