@@ -127,7 +127,7 @@ def format_validation_error(
         # The tagged union of pools adds the tag after the pool name: pools.<name>.<tag>.<key>.
         if len(loc) > 3 and loc[0] == "pools" and loc[2] in _POOL_TAGS:
             loc = (*loc[:2], *loc[3:])
-        key = ".".join(kebab(p) for p in loc) or "(top level)"
+        key = ".".join(kebab(p) for p in loc)
         msg = _clean_message(err["msg"])
         if err["type"] == "extra_forbidden":
             owner = _model_at(model, tuple(err["loc"][:-1]))
@@ -140,7 +140,8 @@ def format_validation_error(
             msg = "is required but missing"
         origin = origin_of(tuple(str(p) for p in err["loc"])) if origin_of else None
         src = f" [from {origin}]" if origin else ""
-        lines.append(f"  - {prefix}{key}: {msg}{src}")
+        label = f"{prefix}{key}" if key else prefix.rstrip(".")
+        lines.append(f"  - {label}: {msg}{src}" if label else f"  - {msg}{src}")
     return "\n".join(lines)
 
 

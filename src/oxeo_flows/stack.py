@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from oxeo_flows._checks import ImageRef
-from oxeo_flows._model import Model, format_validation_error, kebab
+from oxeo_flows._model import Model, build, format_validation_error, kebab
 from oxeo_flows.docker_pool import DockerFields
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.network import (
@@ -51,7 +51,7 @@ from oxeo_flows.network import (
     check_zone,
     parse_scheduler_address,
 )
-from oxeo_flows.vertex import AcceleratorType, MachineType, VertexFields
+from oxeo_flows.vertex import AcceleratorType, MachineType, VertexFields, machine_check
 
 __all__ = [
     "AwsSection",
@@ -286,6 +286,22 @@ class DaskGcpSection(Model):
                 "set; set e.g. gpu-type = 'nvidia-tesla-t4' (gcloud compute accelerator-types list)"
             )
             raise ValueError(msg)
+        gpu = self.gpu_type if self.ngpus else None
+        machine_check(
+            "worker-machine-type / gpu-type / ngpus",
+            self.worker_machine_type,
+            gpu,
+            self.ngpus or None,
+            platform="gce",
+        )
+        gpu = self.gpu_type if self.scheduler_ngpus else None
+        machine_check(
+            "scheduler-machine-type / gpu-type / scheduler-ngpus",
+            self.scheduler_machine_type,
+            gpu,
+            self.scheduler_ngpus or None,
+            platform="gce",
+        )
         return self
 
 
@@ -318,6 +334,14 @@ class DaskEc2Section(Model):
         default=(), description="Security group ids (default: aws.security-groups); required."
     )
     availability_zone: str | None = Field(default=None, description="Availability zone.")
+
+    @field_validator("scheduler_instance_type", "worker_instance_type")
+    @classmethod
+    def _instance_type(cls, v: str) -> str:
+        from oxeo_flows.machines import check_ec2_instance
+
+        check_ec2_instance(v)
+        return v
 
     @field_validator("ami")
     @classmethod
@@ -360,6 +384,14 @@ class DaskVertexSection(Model):
                 "worker-accelerator-type is not set; give both (e.g. 'NVIDIA_TESLA_T4')"
             )
             raise ValueError(msg)
+        if self.worker_machine_type is not None:
+            machine_check(
+                "worker-machine-type / worker-accelerator-type / worker-accelerator-count",
+                self.worker_machine_type,
+                self.worker_accelerator_type,
+                self.worker_accelerator_count,
+                platform="vertex",
+            )
         return self
 
 
@@ -664,15 +696,39 @@ class _PoolCommon(Model):
 
 
 class VertexPoolSection(VertexSection, _PoolCommon):
-    """``[pools.<name>]`` with ``type = "vertex-ai"``: the pool's job defaults."""
+    """``[pools.<name>]`` with ``type = "vertex-ai"``: the pool's job defaults.
+
+    Layered over ``[vertex]`` (`Stack.pool_settings`); the checks across keys run on the
+    layered values, when the stack loads.
+    """
 
     type: Literal["vertex-ai"]
 
+    @model_validator(mode="after")
+    def _together(self) -> VertexPoolSection:
+        return self  # across keys: checked on the layered settings (Stack._layered_pools)
+
 
 class DockerPoolSection(DockerSection, _PoolCommon):
-    """``[pools.<name>]`` with ``type = "docker"``: the pool's job defaults."""
+    """``[pools.<name>]`` with ``type = "docker"``: the pool's job defaults.
+
+    Layered over ``[docker]`` (`Stack.pool_settings`); the checks across keys run on the
+    layered values, when the stack loads.
+    """
 
     type: Literal["docker"]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DockerPoolSection:
+        return self  # across keys: checked on the layered settings (Stack._layered_pools)
+
+
+#: Keys of a ``[pools.<name>]`` section that belong to the pool, not to its job.
+_POOL_ONLY = frozenset({"type", "description", "concurrency_limit", "adopt"})
+#: Tables merged key by key when a pool section layers over its kind's section.
+_MERGED_TABLES = frozenset({"env", "labels"})
+#: Pool type -> the stack section it layers over.
+_LAYERED_ON = {"vertex-ai": "vertex", "docker": "docker"}
 
 
 class ProcessPoolSection(_PoolCommon):
@@ -759,6 +815,49 @@ class Stack(Model):
     def aws_network(self) -> AwsNetwork | None:
         """The stack's AWS network, or None when ``aws.region`` is not set."""
         return self.aws.network_spec()
+
+    def pool_settings(self, name: str) -> Model:
+        """The job settings of ``[pools.<name>]`` layered over its kind's section.
+
+        The layering rule: a ``vertex-ai`` pool starts from ``[vertex]``, a ``docker`` pool from
+        ``[docker]``; every key the pool sets replaces that key, except ``env`` and ``labels``,
+        which merge key by key (the pool's entries win). ``description``,
+        ``concurrency-limit`` and ``adopt`` belong to the pool alone.
+
+        Args:
+            name: A declared pool of type ``vertex-ai`` or ``docker``.
+
+        Returns:
+            A `VertexSection` or `DockerSection` with the layered values.
+
+        Raises:
+            ConfigError: The layered values are invalid (the message names the pool).
+        """
+        section = self.pools[name]
+        base: Model = getattr(self, _LAYERED_ON[section.type])
+        data = base.model_dump(exclude_unset=True)
+        for key in section.model_fields_set - _POOL_ONLY:
+            value = getattr(section, key)
+            if key in _MERGED_TABLES and isinstance(value, dict):
+                data[key] = {**data.get(key, {}), **value}
+            else:
+                data[key] = value
+        where = f"pools.{name} of stack {self.name!r} (layered over [{_LAYERED_ON[section.type]}])"
+        return build(type(base), data, where=where, prefix=f"pools.{name}.")
+
+    @model_validator(mode="after")
+    def _layered_pools(self) -> Stack:
+        for name, section in self.pools.items():
+            if section.type in _LAYERED_ON:
+                try:
+                    self.pool_settings(name)
+                except ConfigError as exc:
+                    lines = str(exc).splitlines()[1:]
+                    reasons = "; ".join(line.strip().removeprefix("- ") for line in lines)
+                    layered = _LAYERED_ON[section.type]
+                    msg = f"{reasons} (pools.{name}, layered over [{layered}])"
+                    raise ValueError(msg) from None
+        return self
 
     @model_validator(mode="after")
     def _dask_in_vertex(self) -> Stack:

@@ -50,6 +50,7 @@ __all__ = [
     "VertexJob",
     "check_accelerator_type",
     "check_machine_type",
+    "machine_check",
 ]
 
 #: The module that reads the Prefect API key from Secret Manager, then runs the flow run.
@@ -113,6 +114,24 @@ MachineType = Annotated[str, AfterValidator(check_machine_type)]
 """A Compute Engine machine type, validated by `check_machine_type`."""
 AcceleratorType = Annotated[str, AfterValidator(check_accelerator_type)]
 """A Vertex AI accelerator type, validated by `check_accelerator_type`."""
+
+
+def machine_check(
+    keys: str,
+    machine_type: str,
+    accelerator_type: str | None,
+    accelerator_count: int | None,
+    *,
+    platform: Literal["vertex", "gce"],
+) -> None:
+    """`oxeo_flows.machines.check_machine`, its message prefixed with the keys it concerns."""
+    from oxeo_flows.machines import check_machine
+
+    try:
+        check_machine(machine_type, accelerator_type, accelerator_count, platform=platform)
+    except ValueError as exc:
+        msg = f"{keys}: {exc}"
+        raise ValueError(msg) from None
 
 
 def _secret_env_message(key: str, why: str) -> str:
@@ -261,6 +280,13 @@ class VertexFields(Model):
                 "it only applies to FLEX_START"
             )
             raise ValueError(msg)
+        machine_check(
+            "machine-type / accelerator-type / accelerator-count",
+            self.machine_type,
+            self.accelerator_type,
+            self.accelerator_count,
+            platform="vertex",
+        )
         return self
 
 

@@ -59,8 +59,8 @@ def test_minimal_job_and_frozen() -> None:
 
 
 def test_accelerator_type_alone_means_one() -> None:
-    variables = VertexJob(**GOOD, accelerator_type="NVIDIA_L4").job_variables()
-    assert (variables["accelerator_type"], variables["accelerator_count"]) == ("NVIDIA_L4", 1)
+    variables = VertexJob(**GOOD, accelerator_type="NVIDIA_TESLA_T4").job_variables()
+    assert (variables["accelerator_type"], variables["accelerator_count"]) == ("NVIDIA_TESLA_T4", 1)
 
 
 def test_private_network_is_the_default(stack_file: Any) -> None:
@@ -78,7 +78,7 @@ def test_private_network_is_the_default(stack_file: Any) -> None:
 def test_pool_section(stack_file: Any) -> None:
     stack_file(
         STACK + '\n[tool.oxeo-flows.stacks.prod.pools.gpu]\ntype = "vertex-ai"\nimage = "gpu:1"\n'
-        'accelerator-type = "NVIDIA_L4"\n'
+        'machine-type = "g2-standard-8"\naccelerator-type = "NVIDIA_L4"\naccelerator-count = 1\n'
         '[tool.oxeo-flows.stacks.prod.pools.local]\ntype = "process"\n'
     )
     stack = load_stack()
@@ -204,7 +204,8 @@ def test_bad_input_names_the_field(
     with pytest.raises(ConfigError) as info:
         VertexJob(**{**GOOD, **change})
     text = str(info.value)
-    assert f"- {field}:" in text, text
+    # A problem across fields has no key: it is listed on its own line.
+    assert (f"- {field}:" if field != "(top level)" else "\n  - ") in text, text
     assert re.search(message, text), text
     assert "s3cr3t-value" not in text
 
@@ -281,3 +282,13 @@ def test_ensure_vertex_pool_twice_writes_once(
     )
     assert third.action == "updated"
     assert third.changes == {"variables.machine_type.default": ("n1-highmem-8", "n1-standard-8")}
+
+
+def test_a_pool_is_checked_with_the_values_it_layers_over(stack_file: Any) -> None:
+    # [vertex] sets n1-highmem-8; the pool only adds an L4, which n1 machines cannot take.
+    stack_file(
+        STACK + '\n[tool.oxeo-flows.stacks.prod.pools.gpu]\ntype = "vertex-ai"\n'
+        'accelerator-type = "NVIDIA_L4"\naccelerator-count = 1\n'
+    )
+    with pytest.raises(ConfigError, match=r"(?s)pools\.gpu.*does not attach to 'n1-highmem-8'"):
+        load_stack()

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oxeo_flows._model import Model, build
+from oxeo_flows._model import Model
 from oxeo_flows.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,10 +57,6 @@ __all__ = [
 
 #: The environment variable that carries the stack name into flow runs.
 STACK_ENV = "OXEO_FLOWS_STACK"
-#: Keys of a ``[pools.<name>]`` section that belong to the pool, not to its job.
-_POOL_ONLY = frozenset({"type", "description", "concurrency_limit", "adopt"})
-#: Tables merged key by key when a pool section layers over its kind's section.
-_MERGED_TABLES = frozenset({"env", "labels"})
 
 #: ``(block type slug, block name) -> block document id``. `api_block_ids` reads the Prefect
 #: API; `apply_stack` passes one that also knows the blocks the same apply will create.
@@ -198,15 +194,7 @@ def layered_section(
     if section.type != kind.type:
         msg = f"pools.{pool} of stack {stack.name!r} has type {section.type!r}, not {kind.type!r}"
         raise ConfigError(msg)
-    data = base.model_dump(exclude_unset=True)
-    for key in section.model_fields_set - _POOL_ONLY:
-        value = getattr(section, key)
-        if key in _MERGED_TABLES and isinstance(value, dict):
-            data[key] = {**data.get(key, {}), **value}
-        else:
-            data[key] = value
-    layered = build(type(base), data, where=f"pools.{pool} of stack {stack.name!r}")
-    return layered, ("pools", pool or "")
+    return stack.pool_settings(pool), ("pools", pool)
 
 
 def api_block_ids(slug: str, name: str) -> str:
