@@ -204,6 +204,9 @@ def _deployment_variables(
             f"variables, got {type(job).__name__}"
         )
         raise ConfigError(msg)
+    from oxeo_flows._redact import refuse_loaded_secrets
+
+    refuse_loaded_secrets(explicit, where="deploy_flow(job=)")
     out = {k: v for k, v in explicit.items() if k != "env" and defaults.get(k) != v}
     out["env"] = {
         **dict(defaults.get("env") or {}),
@@ -410,6 +413,9 @@ def deploy_flow(
         raise ConfigError(msg)
     flow = _load_flow(root, entrypoint)
     _check_parameters(flow, parameters or {})
+    from oxeo_flows._redact import refuse_loaded_secrets
+
+    refuse_loaded_secrets(dict(parameters or {}), where="deploy_flow(parameters=)")
     pool_name, kind = pool_target(the_stack, work_pool)
     code, pull_steps = _pull_steps(the_stack, kind, root, pool_name)
     schedules = _schedules(schedule)

@@ -130,3 +130,15 @@ def test_remote_pool_without_storage_is_refused_before_any_write(
     result = deploy_flow("flows/carry.py:carry", name="docker", stack="remote", dry_run=True)
     assert result.source == "image:/opt/prefect/carry"
     assert "would create" in result.summary()
+
+
+def test_loaded_secret_in_parameters_or_job_is_refused(repo: Path, prefect_api: str) -> None:
+    from oxeo_flows._redact import register_secret_value
+
+    token = "ghp_Zq8XvK2mLw9TnB4rYc7HdJ5sPf3Ga1Eu"
+    register_secret_value(token)
+    with pytest.raises(ConfigError, match=r"deploy_flow\(parameters=\)") as info:
+        deploy_flow("flows/carry.py:carry", name="leak", stack="staging", parameters={"out": token})
+    assert token not in str(info.value)
+    with pytest.raises(ConfigError, match=r"deploy_flow\(job=\)"):
+        deploy_flow("flows/carry.py:carry", name="leak", stack="staging", job={"env": {"T": token}})

@@ -242,3 +242,32 @@ def test_apply_ensure_pool_and_deploy_write_one_template(tmp_path: Path, prefect
     assert result.pool.action == "unchanged"
     assert result.job_variables == {"env": {**gpu["env"]["default"]}}
     assert _templates("gpu", "dock") == first
+
+
+def test_a_loaded_secret_never_reaches_a_stored_job_field(stack_file: Any) -> None:
+    """Labels, command, image tag and env are refused before anything is written."""
+    from oxeo_flows import vertex_job
+    from oxeo_flows._redact import register_secret_value
+    from oxeo_flows.pools.kinds import pool_defaults
+
+    stack_file(STACK)
+    token = "ghpzq8xvk2mlw9tnb4ryc7hdj5spf3ga1eu"  # lowercase: a valid label value
+    register_secret_value(token)
+    stack = load_stack()
+
+    def ids(slug: str, name: str) -> str:
+        return "id"
+
+    cases = {
+        "labels": {"team": token},
+        "command": f"prefect flow-run execute --token {token}",
+        "image": f"europe-docker.pkg.dev/oxeo-main/flows/extract:{token}",
+    }
+    for field, value in cases.items():
+        job = vertex_job(stack=stack, **{field: value})
+        with pytest.raises(ConfigError, match=rf"work pool 'prod-vertex'.*{field}") as info:
+            pool_defaults(stack, "prod-vertex", job=job, block_ids=ids)
+        assert token not in str(info.value)
+    job = docker_job(stack=stack, pool="dock", env={"TOKEN": token})
+    with pytest.raises(ConfigError, match=r"work pool 'dock'.*env"):
+        pool_defaults(stack, "dock", job=job, block_ids=ids)

@@ -250,7 +250,24 @@ def pool_defaults(
         ``(kind, defaults)``.
     """
     kind, declared, spec = _spec(stack, pool, job, kind)
-    return kind, kind.render(spec, stack, declared, block_ids or api_block_ids)
+    return kind, _rendered(kind, spec, stack, pool, declared=declared, block_ids=block_ids)
+
+
+def _rendered(
+    kind: PoolKind,
+    spec: Any,
+    stack: Stack,
+    pool: str,
+    *,
+    declared: str | None,
+    block_ids: BlockIds | None,
+) -> dict[str, Any]:
+    """The kind's job variables, refused when a value holds a secret loaded in this process."""
+    from oxeo_flows._redact import refuse_loaded_secrets
+
+    variables = kind.render(spec, stack, declared, block_ids or api_block_ids)
+    refuse_loaded_secrets(variables, where=f"the job variables of work pool {pool!r}")
+    return variables
 
 
 def ensure_stack_pool(
@@ -287,7 +304,7 @@ def ensure_stack_pool(
     from oxeo_flows.pools._template import ensure_pool
 
     kind, declared, spec = _spec(stack, pool, job, kind)
-    defaults = kind.render(spec, stack, declared, block_ids or api_block_ids)
+    defaults = _rendered(kind, spec, stack, pool, declared=declared, block_ids=block_ids)
     extensions = kind.extensions(spec, stack, declared)
     section = stack.pools.get(pool)
     if section is not None:
