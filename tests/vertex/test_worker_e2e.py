@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import pytest
 
 from oxeo_flows._redact import is_loaded_secret, register_secret_value
+from oxeo_flows.testing.vertex import VertexEmulator as FakeJobService
+from oxeo_flows.testing.vertex import async_client
 from oxeo_flows.vertex import ENTRYPOINT_MODULE, ensure_vertex_pool, vertex_job
-from tests.fakes.jobservice import FakeJobService, async_client
 from tests.vertex.conftest import NUMBER, SA
 
 API_KEY = "pnu_worker-key-that-must-not-leak-9876543210"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oxeo_flows.clusters._deadline import Deadline, scheduler_timeout_message
-from oxeo_flows.errors import ClusterStartTimeout
+from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 
 __all__ = [
     "ClusterPlan",
@@ -122,6 +122,10 @@ class VMClusterMixin:
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
+        except ClusterError:
+            # A scheduler VM that stopped: its console was read already; delete everything.
+            await self._oxeo_abort()
+            raise
 
     async def _correct_state_internal(self) -> None:
         parent = super()._correct_state_internal  # type: ignore[misc]
@@ -153,6 +157,17 @@ class VMClusterMixin:
             vm=self._oxeo_vm,
             zone=plan.zone,
             region=plan.region,
+        )
+
+    def _oxeo_died_message(self, vm: str, status: str, console: str, *, lines: int = 40) -> str:
+        plan = self._plan
+        tail = "\n".join(console.rstrip().splitlines()[-lines:]) or "(empty)"
+        address = self._oxeo_dialed or "(no address yet)"
+        return (
+            f"The Dask scheduler VM {vm} of cluster {plan.name!r} ({plan.cloud}) is {status} "
+            f"after {self._deadline.elapsed():.1f} s, before the scheduler answered at "
+            f"{address}: its container exited. Every VM of the cluster has been deleted.\n"
+            f"Last {lines} lines of its console output:\n{tail}"
         )
 
     # -- cleanup -------------------------------------------------------------------------------
@@ -224,7 +239,7 @@ class SchedulerWaitMixin:
     address: str | None
 
     async def wait_for_scheduler(self) -> None:
-        from oxeo_flows.clusters.address import parse_address
+        from oxeo_flows.clusters._hosts import parse_address
 
         address = getattr(self, "external_address", None) or self.address
         assert address is not None
@@ -241,7 +256,12 @@ class SchedulerWaitMixin:
         cluster._log(
             f"Waiting for scheduler at {address} (deadline {cluster._plan.start_timeout:g} s)"
         )
+        check_alive = getattr(self, "oxeo_check_alive", None)
+        attempt = 0
         while True:
+            if check_alive is not None and attempt % 2 == 1:
+                await check_alive()  # raises ClusterError (with the console) if the VM stopped
+            attempt += 1
             remaining = cluster._deadline.remaining()
             try:
                 ok = await asyncio.wait_for(probe(host, port), max(0.001, min(remaining, 10.0)))

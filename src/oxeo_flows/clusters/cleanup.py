@@ -84,28 +84,9 @@ def _clouds(stack: Stack, clouds: list[str] | None) -> list[str]:
 
 
 def _compute(stack: Stack) -> Any:
-    discovery = require("googleapiclient.discovery", "dask")
-    endpoint = stack.gcp.endpoints.compute
-    kwargs: dict[str, Any] = {"cache_discovery": False}
-    if endpoint:
-        # googleapiclient replaces the whole base URL; accept a bare host as well.
-        base = endpoint if "://" in endpoint else f"https://{endpoint}"
-        if base.rstrip("/").count("/") <= 2:
-            base = base.rstrip("/") + "/compute/v1/"
-        kwargs["client_options"] = {"api_endpoint": base}
-        host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
-        if host in ("127.0.0.1", "localhost", "::1"):
-            credentials = require("google.auth.credentials", "dask").AnonymousCredentials()
-            kwargs["credentials"] = credentials
-    try:
-        return discovery.build("compute", "v1", **kwargs)
-    except Exception as exc:
-        msg = (
-            f"cannot create a Compute Engine client for project {stack.gcp.project!r}: {exc}. "
-            "Log in with `gcloud auth application-default login` or set "
-            "GOOGLE_APPLICATION_CREDENTIALS."
-        )
-        raise ClusterError(msg) from exc
+    from oxeo_flows.clusters.gcp import compute_client
+
+    return compute_client(stack.gcp.endpoints.compute)
 
 
 def _gce_list(stack: Stack) -> list[ClusterVM]:

@@ -1,0 +1,259 @@
+"""Boot an emulated VM: parse the cloud-init dask-cloudprovider renders, run its container.
+
+A VM's user-data is a ``#cloud-config`` document whose ``runcmd`` installs Docker (and GPU
+drivers), then runs ``docker run --net=host -e K="V" ... IMAGE COMMAND`` and, with
+auto-shutdown, ``shutdown -h now``. Booting here means: every bootstrap step is logged to the
+serial console and skipped; the ``-e`` variables (TLS material included) and a leading
+``env K=V`` of the command become the process environment; the image is ignored (the current
+virtualenv is the image); the command runs as its own process group, bound to the VM's
+loopback address (``--host`` for ``dask scheduler``, the spec's ``host`` for
+``distributed.cli.dask_spec``). Its stdout and stderr are appended to the serial console.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from oxeo_flows.testing._env import process_env
+
+__all__ = ["BootPlan", "Container", "bind_command", "parse_user_data"]
+
+#: ``docker run`` options that take a separate value.
+_VALUE_OPTIONS = frozenset(
+    {
+        "-e",
+        "--env",
+        "-v",
+        "--volume",
+        "-p",
+        "--publish",
+        "--name",
+        "--shm-size",
+        "-w",
+        "--workdir",
+        "--entrypoint",
+        "-u",
+        "--user",
+        "--network",
+        "--gpus",
+        "--mount",
+        "-l",
+        "--label",
+        "--runtime",
+        "--ipc",
+    }
+)
+
+
+@dataclass
+class BootPlan:
+    """What a VM's user-data asks for."""
+
+    bootstrap: list[str] = field(default_factory=list)
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    shutdown: bool = False
+
+
+def _split_env(value: str) -> tuple[str, str]:
+    key, _, val = value.partition("=")
+    return key, val
+
+
+def parse_user_data(user_data: str) -> BootPlan:
+    """Parse a dask-cloudprovider cloud-init document (or a plain shell script).
+
+    Args:
+        user_data: The ``user-data`` metadata value / EC2 UserData, decoded.
+
+    Returns:
+        The bootstrap steps, the container's image, env and command, and whether the VM
+        shuts down when the container exits.
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    plan = BootPlan()
+    steps: list[str] = []
+    if user_data.lstrip().startswith("#cloud-config"):
+        doc = yaml.safe_load(user_data) or {}
+        for key in ("packages", "write_files", "groups", "system_info"):
+            if doc.get(key):
+                steps.append(f"cloud-init {key}: {json.dumps(doc[key], default=str)[:200]}")
+        steps.extend(str(cmd) for cmd in doc.get("runcmd") or [])
+    else:
+        steps = [line for line in user_data.splitlines() if line.strip()]
+    for step in steps:
+        stripped = step.strip()
+        if stripped.startswith("docker run"):
+            _parse_docker_run(stripped, plan)
+        elif stripped.startswith("shutdown"):
+            plan.shutdown = True
+        else:
+            plan.bootstrap.append(stripped)
+    return plan
+
+
+def _parse_docker_run(line: str, plan: BootPlan) -> None:
+    tokens = shlex.split(line)[2:]
+    i = 0
+    while i < len(tokens) and tokens[i].startswith("-"):
+        tok = tokens[i]
+        if tok in ("-e", "--env"):
+            key, val = _split_env(tokens[i + 1])
+            plan.env[key] = val
+            i += 2
+        elif tok.startswith("--env="):
+            key, val = _split_env(tok.split("=", 1)[1])
+            plan.env[key] = val
+            i += 1
+        elif tok in _VALUE_OPTIONS:
+            i += 2
+        else:
+            i += 1
+    if i < len(tokens):
+        plan.image = tokens[i]
+        i += 1
+    command = tokens[i:]
+    if command and command[0] == "env":
+        command = command[1:]
+        while command and "=" in command[0] and not command[0].startswith("-"):
+            key, val = _split_env(command.pop(0))
+            plan.env[key] = val
+    plan.command = command
+
+
+def bind_command(
+    command: list[str], host: str, *, port: int | None = None
+) -> tuple[list[str], str]:
+    """The container command, run with this venv's Python, bound to ``host``.
+
+    Args:
+        command: The container's command (``python -m distributed.cli.dask_scheduler ...``,
+            ``dask scheduler ...``, ``python -m distributed.cli.dask_spec ADDR --spec JSON``).
+        host: The VM's loopback address.
+        port: Scheduler port override (the emulated firewall moves the real scheduler away).
+
+    Returns:
+        The argv to run, and the role: ``scheduler``, ``worker`` or ``other``.
+    """
+    argv = list(command)
+    if not argv:
+        return argv, "other"
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    elif argv[0] == "dask":
+        argv = [sys.executable, "-m", "dask", *argv[1:]]
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:2] else ""
+    sub = argv[3] if len(argv) > 3 else ""
+    is_scheduler = module == "distributed.cli.dask_scheduler" or (
+        module == "dask" and sub == "scheduler"
+    )
+    is_worker = module == "distributed.cli.dask_worker" or (module == "dask" and sub == "worker")
+    if is_scheduler:
+        if "--host" not in argv:
+            argv += ["--host", host]
+        if "--dashboard-address" not in argv and "--no-dashboard" not in argv:
+            argv += ["--dashboard-address", f"{host}:8787"]
+        if port is not None:
+            if "--port" in argv:
+                argv[argv.index("--port") + 1] = str(port)
+            else:
+                argv += ["--port", str(port)]
+        return argv, "scheduler"
+    if "distributed.cli.dask_spec" in argv and "--spec" in argv:
+        at = argv.index("--spec") + 1
+        spec = json.loads(argv[at])
+        opts = spec.setdefault("opts", {})
+        opts.setdefault("host", host)
+        opts.setdefault("dashboard_address", f"{host}:0")
+        argv[at] = json.dumps(spec)
+        return argv, "worker"
+    if is_worker:
+        if "--host" not in argv:
+            argv += ["--host", host]
+        return argv, "worker"
+    return argv, "other"
+
+
+class Container:
+    """A container command running as a process group, its output appended to a console file."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        console: Path,
+        *,
+        cwd: str | None = None,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.argv = argv
+        self.console = console
+        self.on_exit = on_exit
+        self._stopping = False
+        out: IO[Any] = console.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                env=process_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=cwd,
+            )
+        finally:
+            out.close()
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name="oxeo-container")
+        self._watcher.start()
+
+    @property
+    def pid(self) -> int:
+        """The process (and process group) id."""
+        return self.process.pid
+
+    def _watch(self) -> None:
+        code = self.process.wait()
+        if self.on_exit is not None and not self._stopping:
+            self.on_exit(code)
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.poll() is None
+
+    def stop(self, *, grace: float = 5.0) -> None:
+        """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+        self._stopping = True
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None and not _group_alive(self.process.pid):
+                    return
+                time.sleep(0.05)
+        self.process.wait(timeout=5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover
+        return True
+    return True
