@@ -7,7 +7,7 @@ IPv4-mapped loopback, Unix sockets, ``localhost`` and this machine's own host na
 else raises `LoopbackViolation` at the call and is recorded in `violations` (so a library that
 swallows the error still fails the test: the pytest plugin checks the record after each test).
 
-Every process the emulators start runs with ``OXEO_FLOWS_LOOPBACK_GUARD=1`` and the directory
+Every process the emulators start runs with ``OXEO_LOOPBACK_GUARD=1`` and the directory
 of a ``sitecustomize`` module first on ``PYTHONPATH``; that module loads this file by path
 (without importing ``oxeo_flows``) and installs the guard before any user code runs. A
 violation there is written to stderr (the VM's serial console, the job's log).
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Environment variable that makes an emulated process install the guard at start-up.
-ENV_FLAG = "OXEO_FLOWS_LOOPBACK_GUARD"
+ENV_FLAG = "OXEO_LOOPBACK_GUARD"
 
 _state: dict[str, Any] = {"installed": False, "enabled": False}
 _lock = threading.Lock()

@@ -194,9 +194,14 @@ class VertexEmulator(LoopbackGrpcFake):
                         "job": json.dumps(job_info),
                     }
                 )
-                env["OXEO_FLOWS_EMULATED_HOST"] = host
+                env["OXEO_EMULATED_HOST"] = host
                 argv = [*container.command, *container.args]
                 cwd = self.image_dirs.get(container.image_uri) or self.workdir or self._dir
+                with entry.console.open("a", encoding="utf-8") as out:
+                    out.write(
+                        f"[emulator] replica {kind}-{index} at {host}, image "
+                        f"{container.image_uri} -> {cwd}, env {sorted(env)}\n"
+                    )
                 entry.replicas.append(Container(argv, env, entry.console, cwd=str(cwd)))
             entry.job.start_time = _now()
         self._set(entry, State.JOB_STATE_RUNNING)

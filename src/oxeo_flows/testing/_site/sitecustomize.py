@@ -8,7 +8,7 @@ import importlib.util as _util
 import os as _os
 import sys as _sys
 
-if _os.environ.get("OXEO_FLOWS_LOOPBACK_GUARD"):
+if _os.environ.get("OXEO_LOOPBACK_GUARD"):
     _path = _os.path.join(
         _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "guard.py"
     )
