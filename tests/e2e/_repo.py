@@ -76,7 +76,12 @@ image = "{image}"
 machine-type = "n1-standard-8"
 api-key-secret = "prefect-api-key"
 job-watch-poll-interval = 0.2
-env = {{ OXEO_FLOWS_STACK = "prod", SAT_TOKEN_SECRET = "sat-extractor-sa", DEPLOY_KEY_SECRET = "github-deploy-key" }}
+
+[tool.oxeo-flows.stacks.prod.vertex.env]
+# Names only: the flow loads the values at run time. The stack name travels in the job.
+OXEO_FLOWS_STACK = "prod"
+SAT_TOKEN_SECRET = "sat-extractor-sa"
+DEPLOY_KEY_SECRET = "github-deploy-key"
 
 [tool.oxeo-flows.stacks.prod.dask]
 backend = "gcp"
@@ -158,3 +163,39 @@ def flow_run_logs(flow_run_id: Any) -> list[str]:
     with get_client(sync_client=True) as client:
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
     return [log.message for log in logs]
+
+
+def serve_once(endpoint: str, pool: str) -> None:
+    """One poll of prefect-gcp's real VertexAIWorker (on the emulator); waits for the job."""
+    from oxeo_flows.testing.vertex import emulated_vertex_worker
+
+    async def serve() -> None:
+        with emulated_vertex_worker(endpoint) as worker_class:
+            async with worker_class(work_pool_name=pool, prefetch_seconds=60) as worker:
+                await worker.get_and_submit_flow_runs()
+
+    asyncio.run(serve())
+
+
+GCE_STACK = """
+[tool.oxeo-flows]
+default-stack = "gce"
+
+[tool.oxeo-flows.stacks.gce.gcp]
+project = "oxeo-test"
+region = "europe-west4"
+zone = "europe-west4-a"
+network = "dask"
+subnetwork = "dask"
+
+[tool.oxeo-flows.stacks.gce.gcp.endpoints]
+compute = "{compute}"
+
+[tool.oxeo-flows.stacks.gce.dask]
+backend = "gcp"
+start-timeout = {start_timeout}
+n-workers = 1
+
+[tool.oxeo-flows.stacks.gce.dask.gcp]
+docker-image = "europe-west4-docker.pkg.dev/oxeo-test/flows/extract:1"
+"""

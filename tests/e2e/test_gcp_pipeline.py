@@ -13,77 +13,24 @@ examples/gcp_vertex_dask); the endpoints travel in the repo's stack file.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oxeo_flows.testing.compute import ComputeEmulator
 from oxeo_flows.testing.secretmanager import SecretManagerEmulator
-from oxeo_flows.testing.vertex import VertexEmulator, emulated_vertex_worker
+from oxeo_flows.testing.vertex import VertexEmulator
 from tests.e2e._repo import (
-    GCP_STACK,
-    IMAGE,
     PROJECT,
     TILES,
     create_flow_run,
-    deploy_key,
     read_flow_run,
+    serve_once,
     task_run_states,
-    unique,
-    write_repo,
 )
-from tests.vertex.conftest import service_account_info
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def gcp_repo(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    prefect_api: str,
-    compute_emulator: ComputeEmulator,
-    vertex_emulator: VertexEmulator,
-    secret_manager_emulator: SecretManagerEmulator,
-) -> dict[str, Any]:
-    from prefect_gcp import GcpCredentials
-
-    credentials = unique("vertex-submitter")
-    GcpCredentials(service_account_info=service_account_info(), project=PROJECT).save(credentials)
-    sm = secret_manager_emulator
-    sm.add(PROJECT, "prefect-api-key", "pnu_emulated-key-0123456789")
-    sm.add(PROJECT, "sat-extractor-sa", "token-of-length-19!")
-    sm.add(PROJECT, "github-deploy-key", deploy_key())
-    pool = unique("prod-vertex")
-    repo = write_repo(
-        tmp_path / "repo",
-        GCP_STACK.format(
-            pool=pool,
-            project=PROJECT,
-            credentials=credentials,
-            compute=compute_emulator.endpoint,
-            secret_manager=sm.endpoint,
-            aiplatform=vertex_emulator.endpoint,
-            image=IMAGE,
-            start_timeout=90,
-        ),
-    )
-    # The image's contents: the emulated job runs in the flow repository.
-    vertex_emulator.image_dirs[IMAGE] = repo
-    monkeypatch.chdir(repo)
-    return {"repo": repo, "pool": pool}
-
-
-def _serve_once(endpoint: str, pool: str) -> None:
-    async def serve() -> None:
-        with emulated_vertex_worker(endpoint) as worker_class:
-            async with worker_class(work_pool_name=pool, prefetch_seconds=60) as worker:
-                await worker.get_and_submit_flow_runs()
-
-    asyncio.run(serve())
 
 
 def test_vertex_job_runs_the_flow_on_a_private_tls_gce_cluster(
@@ -98,7 +45,7 @@ def test_vertex_job_runs_the_flow_on_a_private_tls_gce_cluster(
     assert result.runner == "vertex"
     assert result.work_pool == gcp_repo["pool"]
     flow_run_id = create_flow_run(result.deployment_id, {"tiles": TILES})
-    _serve_once(vertex_emulator.endpoint, gcp_repo["pool"])
+    serve_once(vertex_emulator.endpoint, gcp_repo["pool"])
 
     run = read_flow_run(flow_run_id)
     (job,) = vertex_emulator.job_names

@@ -122,10 +122,14 @@ class VMClusterMixin:
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
-        except ClusterError:
+        except (ClusterError, RuntimeError) as exc:
             # A scheduler VM that stopped: its console was read already; delete everything.
+            # distributed wraps it: RuntimeError("Cluster failed to start: ...") from it.
+            cause = exc if isinstance(exc, ClusterError) else exc.__cause__
+            if not isinstance(cause, ClusterError):
+                raise
             await self._oxeo_abort()
-            raise
+            raise cause from None
 
     async def _correct_state_internal(self) -> None:
         parent = super()._correct_state_internal  # type: ignore[misc]
