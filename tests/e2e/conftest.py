@@ -24,6 +24,7 @@ ec2_emulator = _plugin.ec2_emulator
 loopback_guard = _plugin.loopback_guard
 secret_manager_emulator = _plugin.secret_manager_emulator
 vertex_emulator = _plugin.vertex_emulator
+pytest_runtest_call = _plugin.pytest_runtest_call
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from oxeo_flows.testing._plugin import (
     ec2_emulator,
     loopback_guard,
     pytest_configure,
+    pytest_runtest_call,
     secret_manager_emulator,
     vertex_emulator,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ec2_emulator",
     "loopback_guard",
     "pytest_configure",
+    "pytest_runtest_call",
     "secret_manager_emulator",
     "vertex_emulator",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "ec2_emulator",
     "loopback_guard",
     "pytest_configure",
+    "pytest_runtest_call",
     "secret_manager_emulator",
     "vertex_emulator",
 ]
@@ -37,26 +38,33 @@ def pytest_configure(config: pytest.Config) -> None:
     guard.install(enabled=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test whose code reached past loopback, even if a library swallowed the error."""
+    seen = len(guard.violations)
+    result = yield
+    new = guard.violations[seen:]
+    if new:
+        pytest.fail(f"the loopback guard refused: {'; '.join(new)}", pytrace=False)
+    return result
+
+
 @pytest.fixture(autouse=True)
 def loopback_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail the test on any connection or name lookup outside 127.0.0.0/8 and ::1.
+    """Refuse any connection or name lookup outside 127.0.0.0/8 and ::1 during the test.
 
     The guard is on for every test (mark one ``@pytest.mark.allow_network`` to turn it off).
-    A refused attempt raises at the call; if a library swallowed the error, the test fails
-    at teardown all the same.
+    A refused attempt raises `LoopbackViolation` (a ``ConnectionRefusedError``) at the call;
+    if a library swallowed the error, the test fails all the same.
     """
     if request.node.get_closest_marker("allow_network"):
         yield
         return
-    seen = len(guard.violations)
     guard.enable()
     try:
         yield
     finally:
         guard.disable()
-    new = guard.violations[seen:]
-    if new:
-        pytest.fail(f"the loopback guard refused: {'; '.join(new)}", pytrace=False)
 
 
 @pytest.fixture
