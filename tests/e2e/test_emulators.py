@@ -149,3 +149,113 @@ def test_cloud_init_becomes_env_and_a_bound_command() -> None:
     )
     assert role == "worker"
     assert '"host": "127.10.0.10"' in argv[-1]
+
+
+def _custom_job(pools: list[tuple[list[str], int]]) -> Any:
+    from google.cloud.aiplatform_v1.types import custom_job
+
+    return custom_job.CustomJob(
+        display_name="job",
+        job_spec=custom_job.CustomJobSpec(
+            worker_pool_specs=[
+                custom_job.WorkerPoolSpec(
+                    replica_count=count,
+                    machine_spec={"machine_type": "n1-standard-4"},
+                    container_spec=custom_job.ContainerSpec(
+                        image_uri="img:1",
+                        command=command,
+                        env=[{"name": "GREETING", "value": "hello"}],
+                    ),
+                )
+                for command, count in pools
+            ]
+        ),
+    )
+
+
+def _submit(endpoint: str, job: Any) -> str:
+    import asyncio
+
+    from oxeo_flows.testing.vertex import async_client
+
+    async def create() -> str:
+        client = async_client(endpoint)
+        created = await client.create_custom_job(parent="projects/p/locations/l", custom_job=job)
+        return str(created.name)
+
+    return asyncio.run(create())
+
+
+def _wait_for(condition: Any, timeout: float = 60.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert condition()
+
+
+def test_vertex_runs_every_replica_with_a_cluster_spec(tmp_path: Any) -> None:
+    import json
+    import sys
+
+    from oxeo_flows.testing.vertex import VertexEmulator
+
+    chief = (
+        "import json, os, time; spec = json.loads(os.environ['CLUSTER_SPEC']); "
+        "print('spec', json.dumps(spec), os.environ['GREETING'], os.getcwd()); time.sleep(0.5)"
+    )
+    with VertexEmulator(workdir=tmp_path) as vertex:
+        name = _submit(
+            vertex.endpoint,
+            _custom_job(
+                [
+                    ([sys.executable, "-c", chief], 1),
+                    ([sys.executable, "-c", "import time; time.sleep(60)"], 2),
+                ]
+            ),
+        )
+        vertex.wait_idle()
+        assert vertex.states(name) == [
+            "JOB_STATE_PENDING",
+            "JOB_STATE_RUNNING",
+            "JOB_STATE_SUCCEEDED",
+        ]
+        line = next(x for x in vertex.output(name).splitlines() if x.startswith("spec "))
+        spec = json.loads(line.split(" ", 1)[1].rsplit(" hello ", 1)[0])
+        assert line.endswith(f" hello {tmp_path}")
+        assert spec["task"] == {"type": "workerpool0", "index": 0}
+        assert len(spec["cluster"]["workerpool1"]) == 2
+        assert all(h.startswith("127.30.0.") for h in spec["cluster"]["workerpool1"])
+        assert vertex.processes() == []  # the other replicas were stopped with the chief
+
+
+def test_vertex_failed_container_and_cancel() -> None:
+    import asyncio
+    import sys
+
+    from oxeo_flows.testing.vertex import VertexEmulator, async_client
+
+    fail = "import sys; print('Traceback: boom', file=sys.stderr); sys.exit(3)"
+    with VertexEmulator() as vertex:
+        failed = _submit(vertex.endpoint, _custom_job([([sys.executable, "-c", fail], 1)]))
+        slow = _submit(
+            vertex.endpoint,
+            _custom_job([([sys.executable, "-c", "import time; time.sleep(60)"], 1)]),
+        )
+        _wait_for(lambda: vertex.state(slow) == "JOB_STATE_RUNNING")
+
+        async def cancel() -> None:
+            await async_client(vertex.endpoint).cancel_custom_job(name=slow)
+
+        async def get() -> Any:
+            return await async_client(vertex.endpoint).get_custom_job(name=failed)
+
+        asyncio.run(cancel())
+        vertex.wait_idle()
+        failed_job = asyncio.run(get())
+        assert vertex.state(slow) == "JOB_STATE_CANCELLED"
+        assert vertex.state(failed) == "JOB_STATE_FAILED"
+        assert "non-zero status of 3" in failed_job.error.message
+        assert "Traceback: boom" in failed_job.error.message
+        assert vertex.processes() == []
