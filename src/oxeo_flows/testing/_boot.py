@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from oxeo_flows.testing._env import process_env
 
-__all__ = ["BootPlan", "Container", "bind_command", "parse_user_data"]
+__all__ = ["BootPlan", "Container", "Machine", "MachineHost", "bind_command", "parse_user_data"]
 
 #: ``docker run`` options that take a separate value.
 _VALUE_OPTIONS = frozenset(
@@ -257,3 +257,116 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:  # pragma: no cover
         return True
     return True
+
+
+@dataclass(kw_only=True)
+class Machine:
+    """An emulated VM or instance: its loopback address, console, and the container it runs."""
+
+    name: str
+    address: str
+    console: Path
+    plan: BootPlan | None = None
+    role: str = "other"
+    container: Container | None = None
+    exit_code: int | None = None
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def log(self, line: str) -> None:
+        """Append a line to the console."""
+        with self.console.open("a", encoding="utf-8") as out:
+            out.write(line.rstrip("\n") + "\n")
+
+    def serial_output(self) -> str:
+        """The console so far."""
+        try:
+            return self.console.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class MachineHost:
+    """What the Compute and EC2 emulators share: booting machines and tracking their processes.
+
+    Subclasses provide `start`, `stop`, `_machines` and may override `_fault` (rewrite a
+    container's argv) and `_shutdown` (the container exited and cloud-init shuts down).
+    """
+
+    boot_delay: float
+    container_start_delay: float
+    _threads: list[threading.Thread]
+    _lock: threading.RLock
+
+    def start(self) -> str:
+        """Start serving; returns the endpoint."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every machine and the server."""
+        raise NotImplementedError
+
+    def _machines(self) -> list[Machine]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every boot, stop and delete in progress has finished."""
+        end = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, end - time.monotonic()))
+
+    def processes(self) -> list[int]:
+        """Process ids of the containers still running."""
+        with self._lock:
+            return [
+                m.container.pid
+                for m in self._machines()
+                if m.container is not None and m.container.alive()
+            ]
+
+    def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name=name)
+        self._threads.append(thread)
+        thread.start()
+
+    def _run_user_data(self, machine: Machine, user_data: str) -> None:
+        """Cloud-init: log and skip the bootstrap, then start the container after its delay."""
+        plan = parse_user_data(user_data)
+        machine.plan = plan
+        for step in plan.bootstrap:
+            machine.log(f"cloud-init[skipped]: {step}")
+        if not plan.command:
+            machine.log("[emulator] no container to run")
+            return
+        machine.log(f"docker: using image {plan.image} (emulated: the current virtualenv)")
+        if machine.stopped.wait(self.container_start_delay):
+            return
+        argv, role = bind_command(plan.command, machine.address)
+        machine.role = role
+        argv = self._fault(machine, plan, argv)
+        machine.log(f"docker: starting container: {' '.join(argv)[:300]}")
+        with self._lock:
+            if machine.stopped.is_set():
+                return
+            machine.container = Container(
+                argv, plan.env, machine.console, on_exit=lambda code: self._exited(machine, code)
+            )
+
+    def _fault(self, machine: Machine, plan: BootPlan, argv: list[str]) -> list[str]:
+        return argv
+
+    def _exited(self, machine: Machine, code: int) -> None:
+        machine.exit_code = code
+        machine.log(f"docker: container exited with code {code}")
+        if machine.plan is not None and machine.plan.shutdown and not machine.stopped.is_set():
+            machine.log("cloud-init: shutdown -h now")
+            self._shutdown(machine)
+
+    def _shutdown(self, machine: Machine) -> None:
+        pass

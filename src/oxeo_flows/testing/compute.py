@@ -29,13 +29,13 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from oxeo_flows.testing._boot import BootPlan, Container, bind_command, parse_user_data
+from oxeo_flows.testing._boot import BootPlan, Machine, MachineHost, bind_command
 
 __all__ = ["MACHINE_TYPES", "ComputeEmulator", "EmulatedVM", "SilentListener"]
 
@@ -91,36 +91,16 @@ class SilentListener:
         self.sock.close()
 
 
-@dataclass
-class EmulatedVM:
-    """One emulated instance."""
+@dataclass(kw_only=True)
+class EmulatedVM(Machine):
+    """One emulated instance (``name``, ``address``, ``console`` and its container: `Machine`)."""
 
-    name: str
     zone: str
     id: str
-    address: str
     body: dict[str, Any]
-    console: Path
     created: str
     status: str = "PROVISIONING"
-    plan: BootPlan | None = None
-    role: str = "other"
-    container: Container | None = None
     listener: SilentListener | None = None
-    exit_code: int | None = None
-    deleting: threading.Event = field(default_factory=threading.Event)
-
-    def log(self, line: str) -> None:
-        """Append a line to the serial console."""
-        with self.console.open("a", encoding="utf-8") as out:
-            out.write(line.rstrip("\n") + "\n")
-
-    def serial_output(self) -> str:
-        """The serial console so far."""
-        try:
-            return self.console.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 class _HttpError(Exception):
@@ -129,7 +109,7 @@ class _HttpError(Exception):
         self.code, self.message, self.reason = code, message, reason
 
 
-class ComputeEmulator:
+class ComputeEmulator(MachineHost):
     """Compute Engine on 127.0.0.1. Use as a context manager, or `start()` / `stop()`.
 
     Args:
@@ -231,27 +211,8 @@ class ComputeEmulator:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> ComputeEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait until every boot and delete in progress has finished."""
-        end = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, end - time.monotonic()))
-
-    def processes(self) -> list[int]:
-        """Process ids of the containers still running."""
-        with self._lock:
-            return [
-                vm.container.pid
-                for vm in self.vms.values()
-                if vm.container is not None and vm.container.alive()
-            ]
+    def _machines(self) -> list[Machine]:
+        return list(self.vms.values())
 
     # ------------------------------------------------------------------ faults
 
@@ -585,9 +546,7 @@ class ComputeEmulator:
             )
             self.vms[name] = vm
             op = self._operation(zone, "insert", f"instances/{name}", done=True)
-        thread = threading.Thread(target=self._boot, args=(vm,), daemon=True, name=name)
-        self._threads.append(thread)
-        thread.start()
+        self._spawn(self._boot, vm, name=name)
         return op
 
     def _resource(self, vm: EmulatedVM) -> dict[str, Any]:
@@ -650,65 +609,46 @@ class ComputeEmulator:
 
     def _boot(self, vm: EmulatedVM) -> None:
         vm.log(f"[emulator] {vm.name}: PROVISIONING, networkIP {vm.address}")
-        if vm.deleting.wait(self.boot_delay / 2):
+        if vm.stopped.wait(self.boot_delay / 2):
             return
         vm.status = "STAGING"
-        if vm.deleting.wait(self.boot_delay / 2):
+        if vm.stopped.wait(self.boot_delay / 2):
             return
         vm.status = "RUNNING"
         vm.log(f"[emulator] {vm.name}: RUNNING")
-        plan = parse_user_data(self._user_data(vm))
-        vm.plan = plan
-        for step in plan.bootstrap:
-            vm.log(f"cloud-init[skipped]: {step}")
-        if not plan.command:
-            vm.log("[emulator] no container to run")
-            return
-        vm.log(f"docker: using image {plan.image} (emulated: the current virtualenv)")
-        if vm.deleting.wait(self.container_start_delay):
-            return
-        scheduler_port = None
-        argv, role = bind_command(plan.command, vm.address)
-        vm.role = role
-        if role == "scheduler" and 8786 in self._firewall:
-            scheduler_port = _free_port(vm.address)
-            argv, role = bind_command(plan.command, vm.address, port=scheduler_port)
-            if self._firewall[8786] == "drop":
-                vm.listener = SilentListener(vm.address, 8786)
-        if role in self._die:
-            message = self._die[role]
-            argv = [
-                argv[0],
-                "-c",
-                f"import sys; print({message!r}, file=sys.stderr); sys.exit(1)",
-            ]
-        vm.log(f"docker: starting container: {' '.join(argv)[:300]}")
-        with self._lock:
-            if vm.deleting.is_set():
-                return
-            vm.container = Container(
-                argv, plan.env, vm.console, on_exit=lambda code: self._exited(vm, code)
-            )
+        self._run_user_data(vm, self._user_data(vm))
 
-    def _exited(self, vm: EmulatedVM, code: int) -> None:
-        vm.exit_code = code
-        vm.log(f"docker: container exited with code {code}")
-        if vm.plan is not None and vm.plan.shutdown and not vm.deleting.is_set():
-            vm.log("cloud-init: shutdown -h now")
-            vm.status = "STOPPING"
-            if vm.listener is not None:
-                vm.listener.close()
-                vm.listener = None
-            vm.status = "TERMINATED"
+    def _fault(self, machine: Machine, plan: BootPlan, argv: list[str]) -> list[str]:
+        assert isinstance(machine, EmulatedVM)
+        if machine.role == "scheduler" and 8786 in self._firewall:
+            # The real scheduler listens elsewhere; 8786 drops (or refuses) connections.
+            argv, _role = bind_command(
+                plan.command, machine.address, port=_free_port(machine.address)
+            )
+            if self._firewall[8786] == "drop":
+                machine.listener = SilentListener(machine.address, 8786)
+        if machine.role in self._die:
+            message = self._die[machine.role]
+            code = f"import sys; print({message!r}, file=sys.stderr); sys.exit(1)"
+            argv = [argv[0], "-c", code]
+        return argv
+
+    def _shutdown(self, machine: Machine) -> None:
+        assert isinstance(machine, EmulatedVM)
+        machine.status = "STOPPING"
+        if machine.listener is not None:
+            machine.listener.close()
+            machine.listener = None
+        machine.status = "TERMINATED"
 
     def _delete_vm(
         self, name: str, *, op: dict[str, Any] | None = None, wait: bool = False
     ) -> None:
         with self._lock:
             vm = self.vms.get(name)
-            if vm is None or vm.deleting.is_set():
+            if vm is None or vm.stopped.is_set():
                 return
-            vm.deleting.set()
+            vm.stopped.set()
             vm.status = "STOPPING"
 
         def run() -> None:
@@ -724,9 +664,7 @@ class ComputeEmulator:
         if wait:
             run()
             return
-        thread = threading.Thread(target=run, daemon=True, name=f"delete-{name}")
-        self._threads.append(thread)
-        thread.start()
+        self._spawn(run, name=f"delete-{name}")
 
 
 # ----------------------------------------------------------------------------- helpers

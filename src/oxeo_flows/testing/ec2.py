@@ -17,44 +17,32 @@ import base64
 import socket
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oxeo_flows.testing._boot import BootPlan, Container, bind_command, parse_user_data
+from oxeo_flows.testing._boot import Machine, MachineHost
 
 __all__ = ["EC2Emulator", "EmulatedInstance"]
 
 _GONE = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
 
-@dataclass
-class EmulatedInstance:
-    """One booted EC2 instance."""
+@dataclass(kw_only=True)
+class EmulatedInstance(Machine):
+    """One booted EC2 instance (``name`` is its instance id)."""
 
-    id: str
-    address: str
-    console: Path
-    plan: BootPlan | None = None
-    container: Container | None = None
-    exit_code: int | None = None
-    stopped: threading.Event = field(default_factory=threading.Event)
-
-    def log(self, line: str) -> None:
-        """Append a line to the console."""
-        with self.console.open("a", encoding="utf-8") as out:
-            out.write(line.rstrip("\n") + "\n")
+    @property
+    def id(self) -> str:
+        """The instance id."""
+        return self.name
 
     def console_output(self) -> str:
         """The console so far."""
-        try:
-            return self.console.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
+        return self.serial_output()
 
 
-class EC2Emulator:
+class EC2Emulator(MachineHost):
     """moto on 127.0.0.1 with a loopback VPC, and a watcher that boots instances.
 
     Args:
@@ -157,27 +145,8 @@ class EC2Emulator:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> EC2Emulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait for boots and stops in progress."""
-        end = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, end - time.monotonic()))
-
-    def processes(self) -> list[int]:
-        """Process ids of the containers still running."""
-        with self._lock:
-            return [
-                i.container.pid
-                for i in self.instances.values()
-                if i.container is not None and i.container.alive()
-            ]
+    def _machines(self) -> list[Machine]:
+        return list(self.instances.values())
 
     def live_instances(self) -> list[str]:
         """Ids of instances that are pending or running in moto."""
@@ -209,51 +178,27 @@ class EC2Emulator:
                 raw = (attr.get("UserData") or {}).get("Value") or ""
                 user_data = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
                 inst = EmulatedInstance(
-                    id=iid, address=data["PrivateIpAddress"], console=self._dir / f"{iid}.log"
+                    name=iid, address=data["PrivateIpAddress"], console=self._dir / f"{iid}.log"
                 )
                 self.instances[iid] = inst
-                thread = threading.Thread(
-                    target=self._boot, args=(inst, user_data), daemon=True, name=iid
-                )
-                self._threads.append(thread)
-                thread.start()
+                self._spawn(self._boot, inst, user_data, name=iid)
             elif inst is not None and state in _GONE and not inst.stopped.is_set():
-                thread = threading.Thread(target=self._halt, args=(inst,), daemon=True)
-                self._threads.append(thread)
-                thread.start()
+                self._spawn(self._halt, inst, name=f"halt-{iid}")
 
     def _boot(self, inst: EmulatedInstance, user_data: str) -> None:
         inst.log(f"[emulator] {inst.id}: running at {inst.address}")
         if inst.stopped.wait(self.boot_delay):
             return
-        plan = parse_user_data(user_data)
-        inst.plan = plan
-        for step in plan.bootstrap:
-            inst.log(f"cloud-init[skipped]: {step}")
-        if not plan.command:
-            return
-        inst.log(f"docker: using image {plan.image} (emulated: the current virtualenv)")
-        if inst.stopped.wait(self.container_start_delay):
-            return
-        argv, _role = bind_command(plan.command, inst.address)
-        with self._lock:
-            if inst.stopped.is_set():
-                return
-            inst.container = Container(
-                argv, plan.env, inst.console, on_exit=lambda code: self._exited(inst, code)
-            )
+        self._run_user_data(inst, user_data)
 
-    def _exited(self, inst: EmulatedInstance, code: int) -> None:
-        inst.exit_code = code
-        inst.log(f"docker: container exited with code {code}")
-        if inst.plan is not None and inst.plan.shutdown and not inst.stopped.is_set():
-            inst.log("cloud-init: shutdown -h now (instance-initiated: terminate)")
-            try:
-                self.client().terminate_instances(InstanceIds=[inst.id])
-            except Exception as exc:
-                inst.log(f"[emulator] terminate failed: {exc}")
+    def _shutdown(self, machine: Machine) -> None:
+        # dask-cloudprovider sets InstanceInitiatedShutdownBehavior=terminate.
+        try:
+            self.client().terminate_instances(InstanceIds=[machine.name])
+        except Exception as exc:
+            machine.log(f"[emulator] terminate failed: {exc}")
 
-    def _halt(self, inst: EmulatedInstance) -> None:
+    def _halt(self, inst: Machine) -> None:
         inst.stopped.set()
         if inst.container is not None:
             inst.container.stop()
