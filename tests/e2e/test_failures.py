@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 from oxeo_flows.testing.compute import ComputeEmulator
 from oxeo_flows.testing.vertex import VertexEmulator
+from tests.dask.test_cancel import SCRIPT_TEMPLATE
 from tests.e2e._repo import GCE_STACK, TILES, create_flow_run, read_flow_run, serve_once
 
 pytestmark = pytest.mark.slow
@@ -110,32 +110,8 @@ def test_failed_vertex_job_crashes_the_flow_run_with_the_jobs_error(
     assert compute_emulator.calls == []  # the flow never ran: no VM
 
 
-SIGTERM_FLOW = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from prefect import flow, task
-    from oxeo_flows import dask_runner
-
-    STARTED = Path(sys.argv[1])
-    RELEASE = STARTED.with_name("release")
-
-    @task
-    def wait_for_release() -> None:
-        from distributed import get_worker
-        STARTED.write_text(get_worker().scheduler.address)
-        deadline = time.monotonic() + 120
-        while not RELEASE.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    @flow(task_runner=dask_runner())
-    def long_running() -> None:
-        wait_for_release.submit().result()
-
-    if __name__ == "__main__":
-        long_running()
-    """
-)
+# The cancellation test's flow, on the stack's Dask backend (here: gcp on the emulator).
+SIGTERM_FLOW = SCRIPT_TEMPLATE.replace("RUNNER", "dask_runner()")
 
 
 def test_sigterm_of_the_flow_run_process_deletes_the_gce_cluster(
