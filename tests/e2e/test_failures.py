@@ -185,3 +185,33 @@ def test_dropped_scheduler_port_times_out_within_the_deadline_with_the_checklist
     compute_emulator.wait_idle()
     assert compute_emulator.vms == {}
     assert compute_emulator.processes() == []
+
+
+def test_ec2_scheduler_that_dies_at_boot_fails_fast(ec2_emulator: Any) -> None:
+    from oxeo_flows.clusters.ec2 import ec2_cluster
+
+    emu = ec2_emulator
+    emu.die_at_boot("scheduler")
+    ami = emu.client().describe_images()["Images"][0]["ImageId"]
+    with pytest.raises(ClusterError) as info:
+        ec2_cluster(
+            region="eu-west-1",
+            subnet=emu.subnet_id,
+            security_groups=[emu.security_group_id],
+            vpc=emu.vpc_id,
+            ami=ami,
+            n_workers=1,
+            docker_image="daskdev/dask:latest",
+            start_timeout=600,  # failing fast is the point
+            endpoint_url=emu.endpoint_url,
+        )
+    assert not isinstance(info.value, ClusterStartTimeout)
+    text = str(info.value)
+    assert "The Dask scheduler VM i-" in text
+    assert "(ec2)" in text
+    assert "Every VM of the cluster has been deleted" in text
+    (booted,) = emu.instances.values()
+    assert "emulated fault: the scheduler died at boot" in booted.console_output()
+    emu.wait_idle()
+    assert emu.live_instances() == []
+    assert emu.processes() == []

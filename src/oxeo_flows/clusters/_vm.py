@@ -70,6 +70,18 @@ class ClusterPlan:
     probe: Probe | None = None
 
 
+def _cluster_error_in(exc: BaseException) -> ClusterError | None:
+    """The `ClusterError` in ``exc``'s chain of causes and contexts, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ClusterError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class VMClusterMixin:
     """Deadline, cleanup and config isolation for a dask-cloudprovider ``VMCluster``."""
 
@@ -122,11 +134,12 @@ class VMClusterMixin:
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
-        except (ClusterError, RuntimeError) as exc:
+        except Exception as exc:
             # A scheduler VM that stopped: its console was read already; delete everything.
-            # distributed wraps it: RuntimeError("Cluster failed to start: ...") from it.
-            cause = exc if isinstance(exc, ClusterError) else exc.__cause__
-            if not isinstance(cause, ClusterError):
+            # distributed wraps it (RuntimeError("Cluster failed to start: ...") from it), or
+            # its own cleanup fails on the way out with the ClusterError as the context.
+            cause = _cluster_error_in(exc)
+            if cause is None:
                 raise
             await self._oxeo_abort()
             raise cause from None

@@ -296,6 +296,14 @@ class MachineHost:
     container_start_delay: float
     _threads: list[threading.Thread]
     _lock: threading.RLock
+    _die: dict[str, str]
+
+    def die_at_boot(self, role: str = "scheduler", message: str | None = None) -> None:
+        """Make the containers of ``role`` (``scheduler``, ``worker``) exit with 1 at start."""
+        self._die[role] = message or (
+            f"distributed.{role} - ERROR - emulated fault: the {role} died at boot "
+            "(e.g. the image has no matching distributed version)"
+        )
 
     def start(self) -> str:
         """Start serving; returns the endpoint."""
@@ -359,7 +367,10 @@ class MachineHost:
             )
 
     def _fault(self, machine: Machine, plan: BootPlan, argv: list[str]) -> list[str]:
-        return argv
+        message = self._die.get(machine.role)
+        if message is None:
+            return argv
+        return [argv[0], "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit(1)"]
 
     def _exited(self, machine: Machine, code: int) -> None:
         machine.exit_code = code

@@ -16,7 +16,7 @@ makes the VM TERMINATED when its cloud-init shuts down after it (dask-cloudprovi
 ``auto_shutdown``); its output is the serial console.
 
 Faults: `fail_next` (e.g. 503s), `quota_exceeded`, `die_at_boot` (a container that exits at
-start), `firewall` (the scheduler port drops or refuses connections).
+start; shared with the EC2 emulator), `firewall` (the scheduler port drops or refuses connections).
 """
 
 from __future__ import annotations
@@ -151,10 +151,10 @@ class ComputeEmulator(MachineHost):
         self._ids = itertools.count(4_000_000_000_000_001)
         self._ops: dict[str, dict[str, Any]] = {}
         self._faults: list[tuple[str, int, str, str, list[int]]] = []
-        self._die: dict[str, str] = {}
         self._firewall: dict[int, str] = {}
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
+        self._die: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="oxeo-gce-"))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -238,13 +238,6 @@ class ComputeEmulator(MachineHost):
             method="insert",
             reason="quotaExceeded",
             message=f"Quota '{metric}' exceeded.  Limit: 8.0 in region {region}.",
-        )
-
-    def die_at_boot(self, role: str = "scheduler", message: str | None = None) -> None:
-        """Make the containers of ``role`` (``scheduler``, ``worker``) exit at start."""
-        self._die[role] = message or (
-            f"distributed.{role} - ERROR - emulated fault: the {role} died at boot "
-            "(e.g. the image has no matching distributed version)"
         )
 
     def firewall(self, port: int = 8786, *, mode: str = "drop") -> None:
@@ -627,11 +620,7 @@ class ComputeEmulator(MachineHost):
             )
             if self._firewall[8786] == "drop":
                 machine.listener = SilentListener(machine.address, 8786)
-        if machine.role in self._die:
-            message = self._die[machine.role]
-            code = f"import sys; print({message!r}, file=sys.stderr); sys.exit(1)"
-            argv = [argv[0], "-c", code]
-        return argv
+        return super()._fault(machine, plan, argv)
 
     def _shutdown(self, machine: Machine) -> None:
         assert isinstance(machine, EmulatedVM)

@@ -78,6 +78,7 @@ class EC2Emulator(MachineHost):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
+        self._die: dict[str, str] = {}
         self._lock = threading.RLock()
         self._dir = Path(tempfile.mkdtemp(prefix="oxeo-ec2-"))
 
