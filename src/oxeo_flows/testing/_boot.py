@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,15 @@ from typing import IO, Any
 
 from oxeo_flows.testing._env import process_env
 
-__all__ = ["BootPlan", "Container", "Machine", "MachineHost", "bind_command", "parse_user_data"]
+__all__ = [
+    "BootPlan",
+    "Container",
+    "Machine",
+    "MachineHost",
+    "SilentListener",
+    "bind_command",
+    "parse_user_data",
+]
 
 #: ``docker run`` options that take a separate value.
 _VALUE_OPTIONS = frozenset(
@@ -381,3 +390,34 @@ class MachineHost:
 
     def _shutdown(self, machine: Machine) -> None:
         pass
+
+
+class SilentListener:
+    """A TCP port that accepts connections and never answers (a dropping firewall)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self._accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="oxeo-silent")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self._accepted.append(conn)
+
+    def close(self) -> None:
+        """Stop listening and drop every accepted connection."""
+        self._stop.set()
+        self._thread.join(2)
+        for conn in self._accepted:
+            conn.close()
+        self.sock.close()

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from oxeo_flows.testing._boot import BootPlan, Machine, MachineHost, bind_command
+from oxeo_flows.testing._boot import BootPlan, Machine, MachineHost, SilentListener, bind_command
 
 __all__ = ["MACHINE_TYPES", "ComputeEmulator", "EmulatedVM", "SilentListener"]
 
@@ -58,37 +58,6 @@ MACHINE_TYPES: dict[str, tuple[int, int]] = {
     **{f"n1-highmem-{n}": (n, n * 6656) for n in (2, 4, 8, 16)},
     **{f"n2-standard-{n}": (n, n * 4096) for n in (2, 4, 8, 16, 32)},
 }
-
-
-class SilentListener:
-    """A TCP port that accepts connections and never answers (a dropping firewall)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self._accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="oxeo-silent")
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self._accepted.append(conn)
-
-    def close(self) -> None:
-        """Stop listening and drop every accepted connection."""
-        self._stop.set()
-        self._thread.join(2)
-        for conn in self._accepted:
-            conn.close()
-        self.sock.close()
 
 
 @dataclass(kw_only=True)
