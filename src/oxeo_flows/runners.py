@@ -179,6 +179,7 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         ("docker_image", vm.docker_image),
         ("source_image", vm.source_image),
         ("service_account", vm.service_account or gcp.service_account),
+        ("compute_endpoint", gcp.endpoints.compute),
     ):
         if value:
             kwargs[key] = value

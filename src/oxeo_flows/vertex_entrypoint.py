@@ -16,8 +16,10 @@ key from Secret Manager, puts it into its own environment, and replaces itself w
 command (``os.execvp``: same process, signals and exit code pass straight through).
 
 The job's service account needs ``roles/secretmanager.secretAccessor`` on the secret, and the
-image needs ``oxeo-flows[gcp]``. ``--secret-manager-endpoint`` (or
-``OXEO_FLOWS_GCP__ENDPOINTS__SECRET_MANAGER``) points at a private or local endpoint.
+image needs ``oxeo-flows[gcp]``. The Secret Manager endpoint is ``--secret-manager-endpoint``,
+else ``OXEO_FLOWS_GCP__ENDPOINTS__SECRET_MANAGER``, else the active stack's
+``gcp.endpoints.secret-manager`` (the stack file in the job's working directory, the stack
+named by ``OXEO_FLOWS_STACK``), else Google's.
 """
 
 from __future__ import annotations
@@ -81,6 +83,16 @@ def read_api_key(secret: str, *, endpoint: str | None = None) -> str:
     return key
 
 
+def _stack_endpoint() -> str | None:
+    """``gcp.endpoints.secret-manager`` of the active stack, if a stack file says so."""
+    from oxeo_flows.stack import resolve_stack
+
+    try:
+        return resolve_stack(None).gcp.endpoints.secret_manager
+    except OxeoFlowsError:
+        return None
+
+
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     args = list(argv)
     command: list[str] = []
@@ -96,9 +108,15 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--secret-manager-endpoint",
         default=os.environ.get(_ENDPOINT_ENV) or None,
-        help=f"HOST:PORT of the Secret Manager API (default: ${_ENDPOINT_ENV} or Google's)",
+        help=(
+            f"HOST:PORT of the Secret Manager API (default: ${_ENDPOINT_ENV}, the active "
+            "stack's gcp.endpoints.secret-manager, or Google's)"
+        ),
     )
-    return parser.parse_args(args), command or list(DEFAULT_COMMAND)
+    options = parser.parse_args(args)
+    if options.secret_manager_endpoint is None:
+        options.secret_manager_endpoint = _stack_endpoint()
+    return options, command or list(DEFAULT_COMMAND)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

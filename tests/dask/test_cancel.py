@@ -10,7 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-SCRIPT = textwrap.dedent(
+#: A flow whose one task waits to be released; ``RUNNER`` is the task runner expression.
+SCRIPT_TEMPLATE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
@@ -30,7 +31,7 @@ SCRIPT = textwrap.dedent(
         while not RELEASE.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    @flow(task_runner=dask_runner("local", start_timeout=60))
+    @flow(task_runner=RUNNER)
     def long_running() -> None:
         wait_forever.submit().result()
 
@@ -38,6 +39,7 @@ SCRIPT = textwrap.dedent(
         long_running()
     """
 )
+SCRIPT = SCRIPT_TEMPLATE.replace("RUNNER", 'dask_runner("local", start_timeout=60)')
 
 
 def test_sigterm_closes_the_cluster(prefect_api: str, tmp_path: Path) -> None:

@@ -75,10 +75,10 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
         dialed.append((host, port))
         return False
 
-    runner = _runner(vpc, start_timeout=1.5)
+    runner = _runner(vpc, start_timeout=5)
     kwargs = {
         **runner.cluster_kwargs,
-        "start_timeout": 1.5,
+        "start_timeout": 5,
         "boto_session": session,
         "probe": never,
     }

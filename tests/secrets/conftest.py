@@ -9,7 +9,7 @@ import pytest
 
 from oxeo_flows import _redact
 from oxeo_flows.secrets import clear_secret_cache
-from tests.fakes.secretmanager import FakeSecretManager
+from oxeo_flows.testing.secretmanager import SecretManagerEmulator as FakeSecretManager
 
 PROJECT = "test-proj"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.jobservice import FakeJobService
+from oxeo_flows.testing.vertex import VertexEmulator
 
 PROJECT = "oxeo-test"
 NUMBER = "123456789012"
@@ -81,9 +81,9 @@ def gcp_credentials_block(prefect_server: str) -> str:
 
 
 @pytest.fixture
-def jobservice() -> Iterator[FakeJobService]:
-    """The fake Vertex AI JobService on 127.0.0.1."""
-    with FakeJobService() as fake:
+def jobservice() -> Iterator[VertexEmulator]:
+    """The emulated Vertex AI JobService on 127.0.0.1, scripted (it runs no container)."""
+    with VertexEmulator(execute=False) as fake:
         yield fake
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from oxeo_flows.testing.secretmanager import SecretManagerEmulator as FakeSecretManager
 from oxeo_flows.vertex_entrypoint import EXIT_SECRET
-from tests.fakes.secretmanager import FakeSecretManager
 
 SECRET = "projects/oxeo-test/secrets/prefect-api-key"
 KEY = "pnu_key-from-secret-manager-0123456789"

@@ -18,8 +18,9 @@ import pytest
 
 from oxeo_flows import ensure_vertex_pool, vertex_job
 from oxeo_flows._redact import is_loaded_secret, register_secret_value
+from oxeo_flows.testing.vertex import VertexEmulator as FakeJobService
+from oxeo_flows.testing.vertex import async_client
 from oxeo_flows.vertex import ENTRYPOINT_MODULE
-from tests.fakes.jobservice import FakeJobService, async_client
 from tests.vertex.conftest import NUMBER, SA, with_credentials
 
 API_KEY = "pnu_worker-key-that-must-not-leak-9876543210"

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from oxeo_flows.clusters._hosts import is_internal, parse_address
+
 __all__ = [
     "Deadline",
     "checklist",
@@ -122,8 +124,6 @@ def scheduler_timeout_message(
     region: str | None = None,
 ) -> str:
     """The message of a `ClusterStartTimeout` for a scheduler that did not answer."""
-    from oxeo_flows.clusters.address import is_internal, parse_address
-
     try:
         _scheme, host, _port = parse_address(address)
         internal = is_internal(host)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oxeo_flows.clusters._deadline import Deadline, scheduler_timeout_message
-from oxeo_flows.errors import ClusterStartTimeout
+from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 
 __all__ = [
     "ClusterPlan",
@@ -68,6 +68,18 @@ class ClusterPlan:
     config_overrides: dict[str, Any] = field(default_factory=dict)
     remote_config: dict[str, Any] = field(default_factory=dict)
     probe: Probe | None = None
+
+
+def _cluster_error_in(exc: BaseException) -> ClusterError | None:
+    """The `ClusterError` in ``exc``'s chain of causes and contexts, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ClusterError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class VMClusterMixin:
@@ -122,6 +134,15 @@ class VMClusterMixin:
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
+        except Exception as exc:
+            # A scheduler VM that stopped: its console was read already; delete everything.
+            # distributed wraps it (RuntimeError("Cluster failed to start: ...") from it), or
+            # its own cleanup fails on the way out with the ClusterError as the context.
+            cause = _cluster_error_in(exc)
+            if cause is None:
+                raise
+            await self._oxeo_abort()
+            raise cause from None
 
     async def _correct_state_internal(self) -> None:
         parent = super()._correct_state_internal  # type: ignore[misc]
@@ -153,6 +174,17 @@ class VMClusterMixin:
             vm=self._oxeo_vm,
             zone=plan.zone,
             region=plan.region,
+        )
+
+    def _oxeo_died_message(self, vm: str, status: str, console: str, *, lines: int = 40) -> str:
+        plan = self._plan
+        tail = "\n".join(console.rstrip().splitlines()[-lines:]) or "(empty)"
+        address = self._oxeo_dialed or "(no address yet)"
+        return (
+            f"The Dask scheduler VM {vm} of cluster {plan.name!r} ({plan.cloud}) is {status} "
+            f"after {self._deadline.elapsed():.1f} s, before the scheduler answered at "
+            f"{address}: its container exited. Every VM of the cluster has been deleted.\n"
+            f"Last {lines} lines of its console output:\n{tail}"
         )
 
     # -- cleanup -------------------------------------------------------------------------------
@@ -224,7 +256,7 @@ class SchedulerWaitMixin:
     address: str | None
 
     async def wait_for_scheduler(self) -> None:
-        from oxeo_flows.clusters.address import parse_address
+        from oxeo_flows.clusters._hosts import parse_address
 
         address = getattr(self, "external_address", None) or self.address
         assert address is not None
@@ -241,7 +273,12 @@ class SchedulerWaitMixin:
         cluster._log(
             f"Waiting for scheduler at {address} (deadline {cluster._plan.start_timeout:g} s)"
         )
+        check_alive = getattr(self, "oxeo_check_alive", None)
+        attempt = 0
         while True:
+            if check_alive is not None and attempt % 2 == 1:
+                await check_alive()  # raises ClusterError (with the console) if the VM stopped
+            attempt += 1
             remaining = cluster._deadline.remaining()
             try:
                 ok = await asyncio.wait_for(probe(host, port), max(0.001, min(remaining, 10.0)))

@@ -16,7 +16,7 @@ from typing import Any
 from oxeo_flows._extras import require
 from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN
 from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN
-from oxeo_flows.errors import ClusterError, ConfigError, MissingExtraError
+from oxeo_flows.errors import ClusterError, ConfigError
 from oxeo_flows.stack import Stack, resolve_stack
 
 __all__ = ["ClusterVM", "delete_cluster_vms", "list_cluster_vms", "parse_age"]
@@ -84,19 +84,9 @@ def _clouds(stack: Stack, clouds: list[str] | None) -> list[str]:
 
 
 def _compute(stack: Stack) -> Any:
-    from oxeo_flows.gcp_api import rest_service
+    from oxeo_flows.clusters.gcp import compute_client
 
-    try:
-        return rest_service("compute", stack.gcp.endpoints.compute)
-    except MissingExtraError:
-        raise
-    except Exception as exc:
-        msg = (
-            f"cannot create a Compute Engine client for project {stack.gcp.project!r}: {exc}. "
-            "Log in with `gcloud auth application-default login` or set "
-            "GOOGLE_APPLICATION_CREDENTIALS."
-        )
-        raise ClusterError(msg) from exc
+    return compute_client(stack.gcp.endpoints.compute)
 
 
 def _gce_list(stack: Stack) -> list[ClusterVM]:

@@ -23,6 +23,7 @@ from oxeo_flows.clusters._vm import (
     current_flow_run_id,
     new_cluster_name,
 )
+from oxeo_flows.errors import ClusterError
 
 if TYPE_CHECKING:
     from dask_cloudprovider.aws import EC2Cluster
@@ -33,6 +34,7 @@ TAG_CLUSTER = TAG_PREFIX + "cluster"
 TAG_FLOW_RUN = TAG_PREFIX + "flow-run"
 TAG_STACK = TAG_PREFIX + "stack"
 _LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+_GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
 _CLASSES: dict[str, type[Any]] = {}
 
@@ -68,7 +70,26 @@ def ec2_cluster_class() -> type[Any]:
     ec2 = require("dask_cloudprovider.aws.ec2", "dask")
 
     class OxeoEC2Scheduler(InheritEnvMixin, SchedulerWaitMixin, ec2.EC2Scheduler):  # type: ignore[misc,name-defined]
-        """A scheduler instance with a bounded, non-blocking wait."""
+        """A scheduler instance with a bounded, non-blocking wait that notices a stopped one."""
+
+        async def oxeo_check_alive(self) -> None:
+            """Raise `ClusterError` (with the console output) if the instance has stopped."""
+            instance = getattr(self, "instance", None)
+            if not isinstance(instance, dict) or "InstanceId" not in instance:
+                return
+            iid = instance["InstanceId"]
+            session = self.cluster.boto_session
+            async with session.create_client("ec2", region_name=self.region) as client:
+                found = await client.describe_instances(InstanceIds=[iid])
+                state = found["Reservations"][0]["Instances"][0]["State"]["Name"]
+                if state not in _GONE_STATES:
+                    return
+                try:
+                    out = await client.get_console_output(InstanceId=iid)
+                    console = str(out.get("Output") or "")
+                except Exception as exc:
+                    console = f"(could not read the console output: {exc})"
+            raise ClusterError(self.cluster._oxeo_died_message(iid, state, console))
 
     class OxeoEC2Worker(InheritEnvMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
         """A worker instance inheriting the cluster's private config."""
@@ -196,6 +217,8 @@ def ec2_cluster(
 
     Raises:
         ClusterStartTimeout: Not reachable in time; every instance has been terminated.
+        ClusterError: The scheduler instance stopped during start (its console output is in
+            the message); every instance has been terminated.
     """
     name = cluster_name or new_cluster_name()
     all_tags = {**(tags or {}), **ec2_tags(name, flow_run_id or current_flow_run_id(), stack_name)}

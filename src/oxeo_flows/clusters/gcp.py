@@ -5,10 +5,17 @@
 any VM (``cloudprovider.gcp.public_ingress`` false in a private copy of the config), the client
 dials the scheduler's internal IP, TLS with per-cluster certificates, and a start deadline after
 which every VM is deleted.
+
+The Compute Engine client is ours (`compute_client`), not dask-cloudprovider's: it honours
+``gcp.endpoints.compute`` (a private endpoint, or an emulator), and a loopback endpoint is
+dialed in plaintext with anonymous credentials, without any application-default-credentials
+lookup. A scheduler VM that stops before it answers (its container exited) fails the start at
+once, with the VM's serial console in the message, instead of waiting for the deadline.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
@@ -23,13 +30,93 @@ from oxeo_flows.clusters._vm import (
     current_flow_run_id,
     new_cluster_name,
 )
+from oxeo_flows.errors import ClusterError
 
 if TYPE_CHECKING:
     from dask_cloudprovider.gcp import GCPCluster
 
-__all__ = ["gcp_cluster", "gcp_cluster_class"]
+__all__ = ["compute_client", "compute_endpoint_url", "gcp_cluster", "gcp_cluster_class"]
 
 _CLASSES: dict[str, type[Any]] = {}
+_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+_DEAD = frozenset({"STOPPING", "STOPPED", "SUSPENDING", "SUSPENDED", "TERMINATED"})
+
+
+def _is_loopback(endpoint: str) -> bool:
+    from oxeo_flows.secrets.gcp import is_loopback_endpoint
+
+    return is_loopback_endpoint(endpoint)
+
+
+def compute_endpoint_url(endpoint: str) -> str:
+    """The discovery ``api_endpoint`` for ``gcp.endpoints.compute``.
+
+    A bare ``HOST:PORT`` gets a scheme (``http`` for loopback, else ``https``) and the
+    ``/compute/v1/`` path; a URL with a path is used as it is.
+    """
+    loopback = _is_loopback(endpoint)
+    base = endpoint if "://" in endpoint else f"{'http' if loopback else 'https'}://{endpoint}"
+    if re.sub(r"^[a-z]+://", "", base).rstrip("/").count("/") == 0:
+        base = base.rstrip("/") + "/compute/v1/"
+    return base if base.endswith("/") else base + "/"
+
+
+def compute_client(
+    endpoint: str | None = None, *, service_account_info: dict[str, Any] | None = None
+) -> Any:
+    """A Compute Engine discovery client (thread-safe: a fresh HTTP object per request).
+
+    Args:
+        endpoint: ``gcp.endpoints.compute``: ``HOST:PORT`` or a base URL; None for Google's.
+            A loopback endpoint gets plaintext HTTP and anonymous credentials.
+        service_account_info: A service-account key to use instead of the default
+            credentials.
+
+    Returns:
+        A ``googleapiclient`` resource for ``compute`` ``v1``.
+
+    Raises:
+        ClusterError: No credentials could be found, or the client could not be built.
+    """
+    discovery = require("googleapiclient.discovery", "dask")
+    google_auth_httplib2 = require("google_auth_httplib2", "dask")
+    httplib2 = require("httplib2", "dask")
+    http_request = require("googleapiclient.http", "dask").HttpRequest
+
+    kwargs: dict[str, Any] = {"cache_discovery": False, "static_discovery": True}
+    try:
+        if endpoint:
+            kwargs["client_options"] = {"api_endpoint": compute_endpoint_url(endpoint)}
+        if endpoint and _is_loopback(endpoint):
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials: Any = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        elif service_account_info:
+            from google.oauth2 import service_account
+
+            credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                service_account_info, scopes=_SCOPES
+            )
+        else:
+            import google.auth
+
+            credentials, _project = google.auth.default(scopes=_SCOPES)
+
+        def request_builder(http: Any, *args: Any, **kw: Any) -> Any:
+            fresh = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http())
+            return http_request(fresh, *args, **kw)
+
+        return discovery.build(
+            "compute", "v1", credentials=credentials, requestBuilder=request_builder, **kwargs
+        )
+    except Exception as exc:
+        where = f" at {endpoint}" if endpoint else ""
+        msg = (
+            f"cannot create a Compute Engine client{where}: {type(exc).__name__}: {exc}. "
+            "Log in with `gcloud auth application-default login` or set "
+            "GOOGLE_APPLICATION_CREDENTIALS (or set gcp.endpoints.compute for an emulator)."
+        )
+        raise ClusterError(msg) from exc
 
 
 def gcp_cluster_class() -> type[Any]:
@@ -37,14 +124,110 @@ def gcp_cluster_class() -> type[Any]:
     if "cluster" in _CLASSES:
         return _CLASSES["cluster"]
     instances = require("dask_cloudprovider.gcp.instances", "dask")
+    vmcluster = require("dask_cloudprovider.generic.vmcluster", "dask")
 
     class OxeoGCPScheduler(InheritEnvMixin, SchedulerWaitMixin, instances.GCPScheduler):  # type: ignore[misc,name-defined]
-        """A scheduler VM with a bounded, non-blocking wait."""
+        """A scheduler VM with a bounded, non-blocking wait that notices a stopped VM."""
+
+        async def update_status(self) -> str:
+            status: str = await super().update_status()
+            if status in _DEAD:
+                raise await self.cluster._oxeo_vm_died(self.name, status)
+            return status
+
+        async def oxeo_check_alive(self) -> None:
+            """Raise `ClusterError` (with the serial console) if the VM has stopped."""
+            await self.update_status()
 
     class OxeoGCPWorker(InheritEnvMixin, instances.GCPWorker):  # type: ignore[misc,name-defined]
         """A worker VM inheriting the cluster's private config."""
 
-    class OxeoGCPCluster(VMClusterMixin, instances.GCPCluster):  # type: ignore[misc,name-defined]
+    class _OwnClientGCPCluster(instances.GCPCluster):  # type: ignore[misc,name-defined]
+        """``GCPCluster.__init__`` without its ADC lookup: the compute client is given.
+
+        dask-cloudprovider's constructor builds its own client (no endpoint setting, always
+        application default credentials). This one sets the same attributes from the explicit
+        values `gcp_cluster` always passes, and uses ``compute``.
+        """
+
+        def __init__(
+            self,
+            *,
+            compute: Any,
+            projectid: str,
+            zone: str,
+            network: str,
+            network_projectid: str,
+            scheduler_machine_type: str,
+            worker_machine_type: str,
+            scheduler_ngpus: int = 0,
+            scheduler_gpu_type: str | None = None,
+            worker_ngpus: int = 0,
+            worker_gpu_type: str | None = None,
+            filesystem_size: int | None = None,
+            disk_type: str | None = None,
+            on_host_maintenance: str | None = None,
+            source_image: str | None = None,
+            docker_image: str | None = None,
+            preemptible: bool = False,
+            bootstrap: bool = True,
+            auto_shutdown: bool = True,
+            instance_labels: dict[str, str] | None = None,
+            service_account: str | None = None,
+            debug: bool = False,
+            **kwargs: Any,
+        ) -> None:
+            import dask.config
+
+            self.compute = compute
+            self.config = dask.config.get("cloudprovider.gcp", {})
+            cfg = self.config.get
+            self.auto_shutdown = auto_shutdown
+            self.bootstrap = bootstrap
+            self.machine_type = None
+            self.scheduler_machine_type = scheduler_machine_type
+            self.worker_machine_type = worker_machine_type
+            self.ngpus = 0
+            self.scheduler_ngpus, self.worker_ngpus = scheduler_ngpus, worker_ngpus
+            self.gpu_type = None
+            self.scheduler_gpu_type, self.worker_gpu_type = scheduler_gpu_type, worker_gpu_type
+            self.debug = debug
+            self.options = {
+                "cluster": self,
+                "config": self.config,
+                "projectid": projectid,
+                "source_image": source_image or cfg("source_image"),
+                "docker_image": docker_image or cfg("docker_image"),
+                "filesystem_size": filesystem_size or cfg("filesystem_size"),
+                "disk_type": disk_type or cfg("disk_type"),
+                "on_host_maintenance": on_host_maintenance or cfg("on_host_maintenance"),
+                "zone": zone,
+                "network": network,
+                "network_projectid": network_projectid,
+                "bootstrap": bootstrap,
+                "auto_shutdown": auto_shutdown,
+                "preemptible": preemptible,
+                "instance_labels": instance_labels or cfg("instance_labels"),
+                "service_account": service_account or cfg("service_account"),
+            }
+            self.scheduler_options = {
+                **self.options,
+                "machine_type": scheduler_machine_type,
+                "ngpus": scheduler_ngpus,
+                "gpu_type": scheduler_gpu_type,
+                "gpu_instance": bool(scheduler_ngpus),
+            }
+            self.worker_options = {
+                **self.options,
+                "machine_type": worker_machine_type,
+                "ngpus": worker_ngpus,
+                "gpu_type": worker_gpu_type,
+                "gpu_instance": bool(worker_ngpus),
+            }
+            kwargs.setdefault("extra_bootstrap", cfg("extra_bootstrap"))
+            vmcluster.VMCluster.__init__(self, debug=debug, **kwargs)
+
+    class OxeoGCPCluster(VMClusterMixin, _OwnClientGCPCluster):
         """``GCPCluster`` with a start deadline, cleanup by label and no global config changes."""
 
         # GCPCluster assigns its own classes in __init__; keep ours.
@@ -88,6 +271,24 @@ def gcp_cluster_class() -> type[Any]:
             names: list[str] = await self.call_async(sweep)
             return names
 
+        async def _oxeo_vm_died(self, name: str, status: str) -> ClusterError:
+            """The error for a VM that stopped during start, with its serial console."""
+            project, zone = self.options["projectid"], self._plan.zone
+
+            def serial() -> str:
+                out = (
+                    self.compute.instances()
+                    .getSerialPortOutput(project=project, zone=zone, instance=name)
+                    .execute()
+                )
+                return str(out.get("contents", ""))
+
+            try:
+                console = await self.call_async(serial)
+            except Exception as exc:
+                console = f"(could not read the serial console: {exc})"
+            return ClusterError(self._oxeo_died_message(name, status, console))
+
     for cls in (OxeoGCPScheduler, OxeoGCPWorker, OxeoGCPCluster):
         cls.__module__ = __name__
     _CLASSES["cluster"] = OxeoGCPCluster
@@ -122,6 +323,8 @@ def gcp_cluster(
     cluster_name: str | None = None,
     flow_run_id: str | None = None,
     stack_name: str | None = None,
+    compute_endpoint: str | None = None,
+    service_account_credentials: dict[str, Any] | None = None,
     probe: Probe | None = None,
     asynchronous: bool = False,
     **kwargs: Any,
@@ -157,6 +360,10 @@ def gcp_cluster(
         cluster_name: Name used in labels (default: a fresh ``oxeo-XXXXXXXX``).
         flow_run_id: Flow run id for the labels (default: the current flow run).
         stack_name: Stack name for the labels.
+        compute_endpoint: ``gcp.endpoints.compute`` (``HOST:PORT`` or a base URL); a loopback
+            endpoint is plaintext and anonymous.
+        service_account_credentials: A service-account key for the Compute API (default:
+            application default credentials).
         probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
         asynchronous: Create without starting (for use inside an event loop).
         **kwargs: Passed to ``dask_cloudprovider.gcp.GCPCluster``.
@@ -166,8 +373,11 @@ def gcp_cluster(
 
     Raises:
         ClusterStartTimeout: Not reachable in time; every VM has been deleted.
+        ClusterError: The scheduler VM stopped during start (its serial console is in the
+            message), or no Compute client could be built; every VM has been deleted.
     """
     name = cluster_name or new_cluster_name()
+    compute = compute_client(compute_endpoint, service_account_info=service_account_credentials)
     all_labels = {
         **(labels or {}),
         **cluster_labels(name, flow_run_id or current_flow_run_id(), stack_name),
@@ -198,6 +408,7 @@ def gcp_cluster(
         probe=probe,
     )
     options: dict[str, Any] = {
+        "compute": compute,
         "projectid": project,
         "zone": zone,
         "network": subnetwork,

@@ -1,4 +1,4 @@
-"""The lifecycle shared by the in-repo gRPC fakes: serve a generic handler on 127.0.0.1."""
+"""The lifecycle shared by the gRPC emulators: serve a generic handler on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from concurrent import futures
 from typing import Any, Self
 
 import grpc
+
+__all__ = ["LoopbackGrpcFake"]
 
 
 class LoopbackGrpcFake:
@@ -15,6 +17,7 @@ class LoopbackGrpcFake:
     endpoint: str
 
     def start(self) -> str:
+        """Serve on a free port of 127.0.0.1; returns ``"127.0.0.1:PORT"``."""
         raise NotImplementedError
 
     def _serve(self, handler: grpc.GenericRpcHandler, *, max_workers: int) -> str:

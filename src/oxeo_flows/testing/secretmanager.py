@@ -1,7 +1,8 @@
-"""A fake of ``google.cloud.secretmanager.v1.SecretManagerService`` on 127.0.0.1 (plaintext gRPC).
+"""An emulated Secret Manager: ``google.cloud.secretmanager.v1`` on 127.0.0.1 (plaintext gRPC).
 
-Built on the real request/response classes of google-cloud-secret-manager (their proto
-serialisers plug into a generic gRPC handler), so the real client talks to it unchanged.
+Point ``gcp.endpoints.secret-manager`` at `SecretManagerEmulator.endpoint`. Built on the real
+request/response classes of google-cloud-secret-manager (their proto serialisers plug into a
+generic gRPC handler), so the real client talks to it unchanged.
 It serves AccessSecretVersion, GetSecret and AddSecretVersion, counts calls, and injects
 faults: a status code for the next N calls, or a wrong CRC32C for the next N payloads.
 """
@@ -13,11 +14,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["SecretManagerEmulator"]
+
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1.types import resources, service
 
-from tests.fakes._grpc import LoopbackGrpcFake
+from oxeo_flows.testing._grpc import LoopbackGrpcFake
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 
@@ -31,8 +34,15 @@ class _Fault:
 
 
 @dataclass
-class FakeSecretManager(LoopbackGrpcFake):
-    """In-memory Secret Manager. Use `start()` / `stop()` or as a context manager."""
+class SecretManagerEmulator(LoopbackGrpcFake):
+    """In-memory Secret Manager. Use `start()` / `stop()` or as a context manager.
+
+    Attributes:
+        secrets: ``(project, name) -> [version payloads]``.
+        calls: Number of calls per method.
+        accessed: Every version name read, in order.
+        delay: Seconds every AccessSecretVersion waits before answering.
+    """
 
     secrets: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -105,12 +115,14 @@ class FakeSecretManager(LoopbackGrpcFake):
         versions = self.secrets.get((project, name))
         if not versions:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Secret [{request.name}] not found.")
+            raise AssertionError  # abort() raises
         if version == "latest":
             number = len(versions)
         elif version is not None and version.isdigit() and 1 <= int(version) <= len(versions):
             number = int(version)
         else:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Secret Version [{request.name}] not found.")
+            raise AssertionError  # abort() raises
         data = versions[number - 1]
         crc = google_crc32c.value(data)
         if fault is not None and fault.bad_crc:
