@@ -121,7 +121,10 @@ def test_silent_peer_fails_within_the_deadline(
         else None
     )
     runner = dask_runner(
-        "address", address=address, start_timeout=1.5, **({"tls": tls} if tls else {})
+        "address",
+        address=address,
+        start_timeout=1.5,
+        **({"tls": tls} if tls else {"plaintext": True}),
     )
     started = time.monotonic()
     with pytest.raises(ClusterStartTimeout) as info, runner.duplicate() as started_runner:

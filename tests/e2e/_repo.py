@@ -77,9 +77,13 @@ machine-type = "n1-standard-8"
 api-key-secret = "prefect-api-key"
 job-watch-poll-interval = 0.2
 
+[tool.oxeo-flows.stacks.prod.storage]
+# The image holds the project (the emulator maps the image to the repository).
+image-code-dir = "{repo}"
+
 [tool.oxeo-flows.stacks.prod.vertex.env]
-# Names only: the flow loads the values at run time. The stack name travels in the job.
-OXEO_FLOWS_STACK = "prod"
+# Names only: the flow loads the values at run time. The stack name travels in the
+# deployment (deploy_flow sets OXEO_FLOWS_STACK).
 SAT_TOKEN_SECRET = "sat-extractor-sa"
 DEPLOY_KEY_SECRET = "github-deploy-key"
 

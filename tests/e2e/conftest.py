@@ -48,6 +48,7 @@ def gcp_repo(
     repo = write_repo(
         tmp_path / "repo",
         GCP_STACK.format(
+            repo=tmp_path / "repo",
             pool=pool,
             project=PROJECT,
             credentials=credentials,

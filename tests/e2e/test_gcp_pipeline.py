@@ -7,7 +7,7 @@ deploy key and a token from Secret Manager → ``dask_runner()`` (``dask.backend
 starts a TLS cluster of emulated GCE VMs on private addresses → 20 tile tasks → Completed →
 every VM deleted, no process left.
 
-The stack name travels in the job as ``vertex.env.OXEO_FLOWS_STACK`` (as in
+The stack name travels in the deployment (``OXEO_FLOWS_STACK``, set by deploy_flow; as in
 examples/gcp_vertex_dask); the endpoints travel in the repo's stack file.
 """
 
@@ -25,6 +25,7 @@ from tests.e2e._repo import (
     PROJECT,
     TILES,
     create_flow_run,
+    deploy_key,
     read_flow_run,
     serve_once,
     task_run_states,
@@ -60,7 +61,8 @@ def test_vertex_job_runs_the_flow_on_a_private_tls_gce_cluster(
     assert written["key"] == "-----BEGIN OPENSSH PRIVATE KEY-----"
     assert task_run_states(flow_run_id) == ["COMPLETED"] * 20
     assert "extracted 20 tiles" in output
-    assert "-----BEGIN OPENSSH PRIVATE KEY-----" not in output  # loaded secrets are masked
+    # Loaded secrets are masked (the PEM armor line is public; the key's body is not).
+    assert deploy_key().splitlines()[1] not in output
     accessed = secret_manager_emulator.accessed
     assert f"projects/{PROJECT}/secrets/prefect-api-key/versions/latest" in accessed
     assert f"projects/{PROJECT}/secrets/github-deploy-key/versions/latest" in accessed

@@ -3,7 +3,8 @@
 Point ``gcp.endpoints.secret-manager`` at `SecretManagerEmulator.endpoint`. Built on the real
 request/response classes of google-cloud-secret-manager (their proto serialisers plug into a
 generic gRPC handler), so the real client talks to it unchanged.
-It serves AccessSecretVersion, GetSecret and AddSecretVersion, counts calls, and injects
+It serves AccessSecretVersion, GetSecret, CreateSecret, AddSecretVersion and DeleteSecret,
+counts calls, and injects
 faults: a status code for the next N calls, or a wrong CRC32C for the next N payloads.
 """
 
@@ -150,6 +151,30 @@ class SecretManagerEmulator(LoopbackGrpcFake):
         number = self.add(project, name, request.payload.data)
         return resources.SecretVersion(name=f"{request.parent}/versions/{number}")
 
+    def _create_secret(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.calls["CreateSecret"] += 1
+        fault = self._take_fault("CreateSecret")
+        if fault is not None and fault.code is not None:
+            context.abort(fault.code, fault.message)
+        project = request.parent.split("/")[1]
+        with self._lock:
+            if (project, request.secret_id) in self.secrets:
+                context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS, f"Secret [{request.secret_id}] exists."
+                )
+            self.secrets[(project, request.secret_id)] = []
+        return resources.Secret(name=f"{request.parent}/secrets/{request.secret_id}")
+
+    def _delete_secret(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from google.protobuf import empty_pb2
+
+        self.calls["DeleteSecret"] += 1
+        project, name, _ = self._split(request.name)
+        with self._lock:
+            if self.secrets.pop((project, name), None) is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Secret [{request.name}] not found.")
+        return empty_pb2.Empty()
+
     # ------------------------------------------------------------------ server
 
     def start(self) -> str:
@@ -171,6 +196,14 @@ class SecretManagerEmulator(LoopbackGrpcFake):
                 "GetSecret": unary(self._get_secret, service.GetSecretRequest, resources.Secret),
                 "AddSecretVersion": unary(
                     self._add_version, service.AddSecretVersionRequest, resources.SecretVersion
+                ),
+                "CreateSecret": unary(
+                    self._create_secret, service.CreateSecretRequest, resources.Secret
+                ),
+                "DeleteSecret": grpc.unary_unary_rpc_method_handler(
+                    self._delete_secret,
+                    request_deserializer=service.DeleteSecretRequest.deserialize,
+                    response_serializer=lambda message: message.SerializeToString(),
                 ),
             },
         )
