@@ -160,15 +160,6 @@ def task_run_states(flow_run_id: Any) -> list[str]:
     return sorted(r.state.type.value for r in runs if r.state is not None)
 
 
-def flow_run_logs(flow_run_id: Any) -> list[str]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    return [log.message for log in logs]
-
-
 def serve_once(endpoint: str, pool: str) -> None:
     """One poll of prefect-gcp's real VertexAIWorker (on the emulator); waits for the job."""
     from oxeo_flows.testing.vertex import emulated_vertex_worker

@@ -68,6 +68,9 @@ class ClusterPlan:
     config_overrides: dict[str, Any] = field(default_factory=dict)
     remote_config: dict[str, Any] = field(default_factory=dict)
     probe: Probe | None = None
+    deadline: Deadline | None = None
+    """The start deadline, set when the factory was called (TLS material and the API client
+    are built inside it); a new one from ``start_timeout`` when None."""
 
 
 def _cluster_error_in(exc: BaseException) -> ClusterError | None:
@@ -98,7 +101,7 @@ class VMClusterMixin:
         from dask_cloudprovider.utils.config_helper import prune_defaults
 
         self._plan = plan
-        self._deadline = Deadline(plan.start_timeout)
+        self._deadline = plan.deadline or Deadline(plan.start_timeout)
         self._oxeo_starting = True
         self._oxeo_dialed = None
         self._oxeo_vm = None
@@ -195,13 +198,16 @@ class VMClusterMixin:
 
         self.status = Status.failed
         instances = [getattr(self, "scheduler", None), *getattr(self, "workers", {}).values()]
-        for inst in instances:
-            if inst is None or not hasattr(inst, "close"):
-                continue
+
+        async def close(inst: Any) -> None:
             try:
                 await asyncio.wait_for(inst.close(), 60)
             except Exception as exc:
                 logger.debug("closing %s failed: %s", getattr(inst, "name", inst), exc)
+
+        await asyncio.gather(
+            *(close(inst) for inst in instances if inst is not None and hasattr(inst, "close"))
+        )
         sweep = getattr(self, "_oxeo_sweep", None)
         if sweep is not None:
             try:

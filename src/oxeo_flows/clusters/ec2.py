@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
+from oxeo_flows.clusters._deadline import Deadline
 from oxeo_flows.clusters._vm import (
     TAG_PREFIX,
     ClusterPlan,
@@ -220,6 +221,7 @@ def ec2_cluster(
         ClusterError: The scheduler instance stopped during start (its console output is in
             the message); every instance has been terminated.
     """
+    deadline = Deadline(start_timeout)
     name = cluster_name or new_cluster_name()
     all_tags = {**(tags or {}), **ec2_tags(name, flow_run_id or current_flow_run_id(), stack_name)}
     remote: dict[str, Any] = {}
@@ -239,6 +241,7 @@ def ec2_cluster(
         region=region,
         remote_config=remote,
         probe=probe,
+        deadline=deadline,
     )
     options: dict[str, Any] = {
         "region": region,

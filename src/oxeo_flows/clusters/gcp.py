@@ -19,6 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
+from oxeo_flows.clusters._deadline import Deadline
 from oxeo_flows.clusters._vm import (
     LABEL_CLUSTER,
     ClusterPlan,
@@ -376,6 +377,7 @@ def gcp_cluster(
         ClusterError: The scheduler VM stopped during start (its serial console is in the
             message), or no Compute client could be built; every VM has been deleted.
     """
+    deadline = Deadline(start_timeout)
     name = cluster_name or new_cluster_name()
     compute = compute_client(compute_endpoint, service_account_info=service_account_credentials)
     all_labels = {
@@ -406,6 +408,7 @@ def gcp_cluster(
         },
         remote_config=remote,
         probe=probe,
+        deadline=deadline,
     )
     options: dict[str, Any] = {
         "compute": compute,
