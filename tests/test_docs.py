@@ -26,8 +26,8 @@ invisible in the rendered docs. Several may be stacked. A multi-line comment's l
 first are its body.
 
 - ``<!-- doctest: skip REASON -->``: not run; the reason is required and shown by ``-ra``.
-- ``<!-- doctest: covered-by tests/x.py::test_name -->``: not run here because that test runs
-  it (the test must exist).
+- ``<!-- doctest: covered-by tests/x.py::test_name [NOTE] -->``: not run here because that test
+  runs it (the test must exist); the note says what else the block needs.
 - ``<!-- doctest: stack -->`` above a toml block: it is (part of) the page's stack, written to
   the page project's ``pyproject.toml`` before the block runs. With a body (TOML, with or
   without the ``tool.oxeo-flows`` prefix), above any block: that hidden TOML is added to the
@@ -186,15 +186,16 @@ def _summary(request: pytest.FixtureRequest, prefect_server: str) -> Any:
     yield
     for name in list(_PAGES):
         _forget_page(name)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not _TALLY:
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None or not _TALLY:
         return
-    reporter.write_line("")
-    reporter.write_line("docs code blocks (page: ran / skipped / not code):")
-    for page, tally in sorted(_TALLY.items()):
-        reporter.write_line(
-            f"  {page}: {tally['ran']} ran, {tally['skipped']} skipped, {tally['text']} not code"
-        )
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line("docs code blocks, per page: run / skipped (reasons: -ra) / not code")
+        for page, tally in sorted(_TALLY.items()):
+            run, skipped, text = tally["ran"], tally["skipped"], tally["text"]
+            reporter.write_line(f"  {page}: {run} run, {skipped} skipped, {text} not code")
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
@@ -235,9 +236,10 @@ def test_block(
     skip = block.get("skip")
     covered = block.get("covered-by")
     if covered is not None:
-        _covered(covered.arg)
+        nodeid, _, note = covered.arg.partition(" ")
+        _covered(nodeid)
         _TALLY[block.page]["skipped"] += 1
-        pytest.skip(f"covered by {covered.arg}")
+        pytest.skip(f"covered by {nodeid} {note}".strip())
     if skip is not None:
         assert skip.arg, f"{block.id}: a skip directive must give its reason"
         _TALLY[block.page]["skipped"] += 1
@@ -346,3 +348,65 @@ def _run_shell(block: Block, page: Page) -> None:
         f"{block.id}: no line of this block runs here (only `oxeo-flows ...` and the project's "
         "`python <file>.py` lines do): add `<!-- doctest: skip REASON -->` above it"
     )
+
+
+# ----------------------------------------------------------------------------- the collector itself
+
+
+def test_directives_are_read_from_the_lines_above_the_fence(tmp_path: Path) -> None:
+    from tests.docs_support import parse
+
+    (tmp_path / "page.md").write_text(
+        "Text.\n\n"
+        "<!-- doctest: env A=1 B=2 -->\n"
+        "<!-- doctest: stack\n"
+        "[stacks.prod]\n"
+        'runner = "process"\n'
+        "-->\n"
+        "```python\nprint(1)\n```\n\n"
+        "1. A step:\n\n"
+        "   <!-- doctest: skip (a reason) -->\n"
+        "   ```bash\n   gcloud x\n   ```\n\n"
+        "<!-- doctest: continue -->\n\n"
+        "```\nplain\n```\n",
+        encoding="utf-8",
+    )
+    first, second, third = parse(tmp_path / "page.md", tmp_path)
+    assert (first.id, first.lang) == ("page.md:8", "python")
+    assert [(d.name, d.arg) for d in first.directives] == [("env", "A=1 B=2"), ("stack", "")]
+    assert first.get("stack") is not None
+    assert first.get("stack").body == '[stacks.prod]\nrunner = "process"'  # type: ignore[union-attr]
+    assert (second.lang, second.body, second.get("skip").arg) == (  # type: ignore[union-attr]
+        "bash",
+        "gcloud x\n",
+        "(a reason)",
+    )
+    assert (third.lang, third.directives) == ("text", [])  # a blank line detaches a directive
+
+
+def test_unknown_directive_is_an_error(tmp_path: Path) -> None:
+    from tests.docs_support import parse
+
+    (tmp_path / "page.md").write_text("<!-- doctest: skipp x -->\n```bash\nx\n```\n")
+    with pytest.raises(ValueError, match="unknown doctest directive 'skipp'"):
+        parse(tmp_path / "page.md", tmp_path)
+
+
+def test_shell_commands_and_expected_exit_codes() -> None:
+    console = "$ oxeo-flows apply --check \\\n    --json\noutput\n$ echo $?\n2\n$ ls\n"
+    assert [(c.text, c.expect) for c in commands(console, "console")] == [
+        ("oxeo-flows apply --check --json", 2),
+        ("ls", None),
+    ]
+    bash = "# a comment\nexport X=1\nOXEO_FLOWS_STACK=prod oxeo-flows secrets check  # why\n"
+    assert [c.text for c in commands(bash, "bash")] == [
+        "export X=1",
+        "OXEO_FLOWS_STACK=prod oxeo-flows secrets check  # why",
+    ]
+    assert split("OXEO_FLOWS_STACK=prod oxeo-flows secrets get x --reveal > pat.txt") == (
+        {"OXEO_FLOWS_STACK": "prod"},
+        ["oxeo-flows", "secrets", "get", "x", "--reveal"],
+        "pat.txt",
+    )
+    assert _export("export PREFECT_API_URL=http://<server>:4200/api") == {"PREFECT_API_URL": ""}
+    assert _export("export TOKEN=$SECRET") == {}

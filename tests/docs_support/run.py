@@ -143,7 +143,7 @@ def commands(body: str, lang: str) -> list[Command]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         while line.endswith("\\") and i < len(lines):
-            line = line[:-1] + " " + lines[i].strip()
+            line = line[:-1].rstrip() + " " + lines[i].strip()
             i += 1
         if lang == "console" and line.strip() == "echo $?" and found:
             if i < len(lines) and lines[i].strip().isdigit():
