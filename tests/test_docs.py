@@ -85,6 +85,7 @@ class Page:
     env: dict[str, str] = field(default_factory=dict)
     namespace: dict[str, Any] | None = None
     fresh: bool = True
+    done: set[int] = field(default_factory=set)
 
 
 _PAGES: dict[str, Page] = {}
@@ -160,6 +161,26 @@ def _delete_new(before: dict[str, set[str]]) -> None:
             client.delete_variable_by_name(variable)
 
 
+def _prepare(block: Block, page: Page) -> None:
+    """What a block leaves for the page's next blocks: env, files, stack."""
+    page.done.add(block.line)
+    for directive in block.all("env"):
+        for pair in directive.arg.split():
+            key, _, value = pair.partition("=")
+            page.env[key] = value
+    for directive in block.all("file"):
+        target = page.dir / directive.arg
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(directive.body + "\n", encoding="utf-8")
+    if (save := block.get("save")) is not None:
+        target = page.dir / save.arg
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(block.body, encoding="utf-8")
+    stack_directive = block.get("stack")
+    if stack_directive is not None:
+        _add_stack(page, stack_directive.body or block.body)
+
+
 def _add_stack(page: Page, body: str) -> None:
     from tests.docs_support.run import as_pyproject
 
@@ -215,23 +236,18 @@ def test_block(
         with urllib.request.urlopen(req, timeout=10):
             pass
         page.fresh = False
-    for directive in block.all("env"):
-        for pair in directive.arg.split():
-            key, _, value = pair.partition("=")
-            page.env[key] = value
+    # Blocks of this page that did not run before this one (say, with -k): replay what they
+    # leave behind for the next ones (stack, env, files, setup), without running them.
+    earlier = [b for b in BLOCKS if b.page == block.page and b.line < block.line]
+    replay = [b for b in earlier if b.line not in page.done]
+    for each in [*replay, block]:
+        _prepare(each, page)
     for key, value in page.env.items():
         monkeypatch.setenv(key, value)
-    for directive in block.all("file"):
-        target = page.dir / directive.arg
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(directive.body + "\n", encoding="utf-8")
-    if (save := block.get("save")) is not None:
-        target = page.dir / save.arg
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(block.body, encoding="utf-8")
-    stack_directive = block.get("stack")
-    if stack_directive is not None:
-        _add_stack(page, stack_directive.body or block.body)
+    for each in replay:
+        if each.get("skip") is None and each.get("covered-by") is None:
+            for setup in each.all("setup"):
+                exec(compile(setup.body, f"{each.id} (setup)", "exec"), {})
 
     skip = block.get("skip")
     covered = block.get("covered-by")
