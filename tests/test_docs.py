@@ -3,8 +3,9 @@
 Each block is one test, with the id ``page:line`` of its opening fence. Blocks run against the
 local parts only: the session's Prefect test server (``PREFECT_API_URL``), moto
 (``AWS_ENDPOINT_URL``), all on 127.0.0.1. Each page gets its own temporary project directory
-(for ``examples/<name>/README.md``: a fresh copy of ``examples/<name>``), which is the working
-directory of its blocks, and whose ``pyproject.toml`` holds the page's stack.
+(for ``examples/<name>/README.md``: the files git has of ``examples/<name>``, as in a fresh
+clone), which is the working directory of its blocks, and whose ``pyproject.toml`` holds the
+page's stack. What a page creates on the Prefect server is deleted when the next page starts.
 
 How each language runs:
 
@@ -48,6 +49,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import urllib.request
 from collections import Counter, defaultdict
@@ -98,16 +100,11 @@ def _page(block: Block, factory: pytest.TempPathFactory) -> Page:
         slug = re.sub(r"\W+", "-", block.page)
         base = factory.mktemp(slug)
         parts = Path(block.page).parts
+        stack: dict[str, Any] = {}
         if len(parts) == 3 and parts[0] == "examples":
-            # A fresh clone of the example: its tracked files, nothing generated.
             directory = base / parts[1]
-            shutil.copytree(
-                ROOT / "examples" / parts[1],
-                directory,
-                ignore=shutil.ignore_patterns(
-                    "__pycache__", "*.pyc", ".venv", "demo-output", ".oxeo-flows-pull.json"
-                ),
-            )
+            _fresh_clone(ROOT / "examples" / parts[1], directory)
+            stack = config_of(parse_toml((directory / "pyproject.toml").read_text())) or {}
         else:
             directory = base / "project"
             directory.mkdir()
@@ -116,9 +113,25 @@ def _page(block: Block, factory: pytest.TempPathFactory) -> Page:
             )
         for other in list(_PAGES):
             _forget_page(other)
-        page = _PAGES[block.page] = Page(dir=directory, checks=base / "checks")
+        page = _PAGES[block.page] = Page(dir=directory, checks=base / "checks", stack=stack)
         _SNAPSHOT.update(_server_objects())
     return page
+
+
+def _fresh_clone(source: Path, target: Path) -> None:
+    """Copy what a fresh clone has of ``source``: its files tracked by git (all, without git)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "."], cwd=source, capture_output=True, check=True
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return
+    for name in filter(None, listed.split("\0")):
+        if not (source / name).is_file():  # deleted in the work tree, not yet in git
+            continue
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target / name)
 
 
 _SNAPSHOT: dict[str, set[str]] = {}
