@@ -439,3 +439,27 @@ def test_shell_commands_and_expected_exit_codes() -> None:
     )
     assert _export("export PREFECT_API_URL=http://<server>:4200/api") == {"PREFECT_API_URL": ""}
     assert _export("export TOKEN=$SECRET") == {}
+
+
+def test_continue_and_expect_exit_directives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.docs_support import parse
+
+    (tmp_path / "page.md").write_text(
+        "```python\nx = 41\n```\n\n"
+        "<!-- doctest: continue -->\n```python\nx += 1\n```\n\n"
+        "<!-- doctest: expect-exit 1 -->\n```bash\noxeo-flows stack show -s nope\n```\n\n"
+        "```bash\noxeo-flows stack show -s nope\n```\n",
+        encoding="utf-8",
+    )
+    first, second, fails, unexpected = parse(tmp_path / "page.md", tmp_path)
+    page = Page(dir=tmp_path, checks=tmp_path / "checks")
+    monkeypatch.chdir(tmp_path)
+    _run_python(first, page)
+    _run_python(second, page)
+    assert page.namespace is not None
+    assert page.namespace["x"] == 42
+    _run_shell(fails, page)  # "Unknown stack 'nope'": exit 1, as the directive says
+    with pytest.raises(AssertionError, match="exited 1, the page says 0"):
+        _run_shell(unexpected, page)
