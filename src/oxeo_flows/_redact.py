@@ -81,7 +81,10 @@ def _token_grams(values: Iterable[str]) -> frozenset[str]:
         for run in _TOKEN_RUN.findall(value):
             if _HAS_LETTER.search(run) and _HAS_DIGIT.search(run):
                 n = SUBSTRING_LENGTH
-                grams.update(run[i : i + n] for i in range(len(run) - n + 1))
+                pieces = (run[i : i + n] for i in range(len(run) - n + 1))
+                # A piece of only digits (a project number) or only letters (a word) is too
+                # common to mean "this is the secret": only mixed pieces count.
+                grams.update(p for p in pieces if _HAS_LETTER.search(p) and _HAS_DIGIT.search(p))
     return frozenset(grams)
 
 

@@ -91,7 +91,7 @@ def check_stacks(config: Mapping[str, Any], directory: Path, *, build: bool) -> 
     """
     from oxeo_flows import dask_runner, load_stack
     from oxeo_flows.pools.kinds import pool_defaults, pool_target
-    from oxeo_flows.s3 import s3_bucket
+    from oxeo_flows.storage import s3_bucket
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pyproject.toml").write_text(as_pyproject(config), encoding="utf-8")
