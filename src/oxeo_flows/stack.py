@@ -65,6 +65,7 @@ __all__ = [
     "GcpEndpoints",
     "GcpSection",
     "ProcessPoolSection",
+    "SIZING_TARGETS",
     "SecretsSection",
     "Stack",
     "StorageSection",
@@ -395,18 +396,24 @@ class DaskVertexSection(Model):
         return self
 
 
+#: Which cluster keyword each sizing setting (``dask.parameters``) sets, per backend; the
+#: adaptive bounds ``adapt_min`` / ``adapt_max`` apply to every backend that scales.
+SIZING_TARGETS: dict[str, dict[str, str]] = {
+    "local": {
+        "n_workers": "n_workers",
+        "threads_per_worker": "threads_per_worker",
+        "memory_limit": "memory_limit",
+    },
+    "gcp": {
+        "n_workers": "n_workers",
+        "worker_machine_type": "worker_machine_type",
+        "ngpus": "ngpus",
+        "gpu_type": "gpu_type",
+    },
+    "ec2": {"n_workers": "n_workers", "worker_instance_type": "worker_instance_type"},
+}
 _PARAMETER_TARGETS = frozenset(
-    {
-        "n_workers",
-        "threads_per_worker",
-        "memory_limit",
-        "worker_machine_type",
-        "worker_instance_type",
-        "ngpus",
-        "gpu_type",
-        "adapt_min",
-        "adapt_max",
-    }
+    {"adapt_min", "adapt_max"}.union(*(set(t) for t in SIZING_TARGETS.values()))
 )
 
 

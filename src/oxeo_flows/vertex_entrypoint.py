@@ -58,7 +58,7 @@ def read_api_key(secret: str, *, endpoint: str | None = None) -> str:
         SecretNotFoundError: The secret or version does not exist.
         SecretAccessError: Access was refused or failed, or the payload is empty.
     """
-    from oxeo_flows._redact import register_secret_value
+    from oxeo_flows.secrets._core import protect_value
     from oxeo_flows.secrets.gcp import secret_manager_client
 
     name = _version_name(secret)
@@ -79,7 +79,7 @@ def read_api_key(secret: str, *, endpoint: str | None = None) -> str:
     if not key:
         msg = f"secret {name!r} is empty; store the Prefect API key in it"
         raise SecretAccessError(msg)
-    register_secret_value(key)
+    protect_value(key)
     return key
 
 

@@ -73,6 +73,9 @@ def security_from_bundle(bundle: bytes, role: Role = "worker") -> Security:
     except (ValueError, KeyError, TypeError):
         msg = "the Dask TLS bundle is not valid (expected JSON with ca, cert and key)"
         raise ConfigError(msg) from None
+    from oxeo_flows.secrets._core import protect_value
+
+    protect_value(key)
     certs = ClusterCertificates(ca=ca, certs={role: cert}, keys={role: key})
     return certs.security_for(role)
 
@@ -135,5 +138,9 @@ def issue_certificates(name: str, *, days: int = 7) -> ClusterCertificates:
             serialization.NoEncryption(),
         ).decode()
     del ca_key  # never stored: no further certificate can be signed for this cluster
+    from oxeo_flows.secrets._core import protect_value
+
+    for pem in keys.values():
+        protect_value(pem)  # masked in every log and run state of this process
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
     return ClusterCertificates(ca=ca_pem, certs=certs, keys=keys)

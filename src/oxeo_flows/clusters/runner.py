@@ -13,6 +13,7 @@ from typing import Any
 from oxeo_flows._extras import require
 from oxeo_flows.clusters._deadline import Deadline, run_in_thread, scheduler_timeout_message
 from oxeo_flows.errors import ClusterStartTimeout, ConfigError
+from oxeo_flows.stack import SIZING_TARGETS
 
 __all__ = ["OxeoDaskTaskRunner", "apply_parameters", "runner_class"]  # noqa: F822 - lazy
 
@@ -20,28 +21,15 @@ logger = logging.getLogger("oxeo_flows.dask")
 
 _CLASS: dict[str, type[Any]] = {}
 
-#: Which cluster keyword each sizing setting sets, per backend.
-_TARGETS: dict[str, dict[str, str]] = {
-    "local": {
-        "n_workers": "n_workers",
-        "threads_per_worker": "threads_per_worker",
-        "memory_limit": "memory_limit",
-    },
-    "gcp": {
-        "n_workers": "n_workers",
-        "worker_machine_type": "worker_machine_type",
-        "ngpus": "ngpus",
-        "gpu_type": "gpu_type",
-    },
-    "ec2": {"n_workers": "n_workers", "worker_instance_type": "worker_instance_type"},
-}
 _INTS = frozenset({"n_workers", "threads_per_worker", "ngpus", "adapt_min", "adapt_max"})
 
 
 def check_parameter_targets(backend: str, parameters: dict[str, str]) -> None:
     """Raise `ConfigError` for sizing settings the backend does not have."""
     allowed = (
-        {*_TARGETS.get(backend, {}), "adapt_min", "adapt_max"} if backend != "address" else set()
+        {*SIZING_TARGETS.get(backend, {}), "adapt_min", "adapt_max"}
+        if backend != "address"
+        else set()
     )
     for setting in parameters:
         if setting not in allowed:
@@ -93,7 +81,7 @@ def apply_parameters(
         elif setting == "adapt_max":
             adapt_kwargs["maximum"] = value
         else:
-            cluster_kwargs[_TARGETS[backend][setting]] = value
+            cluster_kwargs[SIZING_TARGETS[backend][setting]] = value
     low, high = adapt_kwargs.get("minimum"), adapt_kwargs.get("maximum")
     if low is not None and high is not None and low > high:
         msg = f"adaptive minimum {low} is greater than maximum {high} (from the flow's parameters)"
