@@ -23,7 +23,6 @@ from tests.e2e._repo import (
     PROJECT,
     TILES,
     create_flow_run,
-    flow_run_logs,
     read_flow_run,
     serve_once,
     task_run_states,
@@ -96,6 +95,15 @@ worker-count = 2
 [tool.oxeo-flows.stacks.prod.secrets]
 sources = ["gcp"]
 """
+
+def flow_run_logs(flow_run_id: Any) -> list[str]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
+
 
 BROKEN_IMAGE = "europe-west4-docker.pkg.dev/oxeo-test/flows/broken:1"
 
