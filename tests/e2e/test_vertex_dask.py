@@ -96,6 +96,7 @@ worker-count = 2
 sources = ["gcp"]
 """
 
+
 def flow_run_logs(flow_run_id: Any) -> list[str]:
     from prefect import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId

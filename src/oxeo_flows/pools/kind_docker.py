@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from oxeo_flows._model import build
 from oxeo_flows.docker_pool import REGISTRY_BLOCK_TYPE, DockerFields, DockerJob
 from oxeo_flows.errors import ConfigError
-from oxeo_flows.pools.kinds import BlockIds, PoolKind, layered_section, with_stack_env
+from oxeo_flows.pools._kind import BlockIds, PoolKind, layered_section, with_stack_env
 
 if TYPE_CHECKING:
     from prefect_docker import DockerRegistryCredentials
@@ -217,7 +217,7 @@ def ensure_docker_pool(
         BlockError: The registry credentials block does not exist.
         PoolError: The pool exists with another type or unmanaged, or the API failed.
     """
-    from oxeo_flows.pools.kinds import ensure_kind_pool
+    from oxeo_flows.pools._kind import ensure_kind_pool
 
     return ensure_kind_pool(
         KIND,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from oxeo_flows.pools.kinds import BlockIds, PoolKind, with_stack_env
+from oxeo_flows.pools._kind import BlockIds, PoolKind, with_stack_env
 
 if TYPE_CHECKING:
     from oxeo_flows.stack import Stack

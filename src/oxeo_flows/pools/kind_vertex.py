@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._model import kebab
 from oxeo_flows.errors import ConfigError
-from oxeo_flows.pools.kinds import BlockIds, PoolKind, layered_section, with_stack_env
+from oxeo_flows.pools._kind import BlockIds, PoolKind, layered_section, with_stack_env
 from oxeo_flows.vertex import VertexFields, VertexJob
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ def ensure_vertex_pool(
         print(result.action)   # "created", then "unchanged"
         ```
     """
-    from oxeo_flows.pools.kinds import ensure_kind_pool
+    from oxeo_flows.pools._kind import ensure_kind_pool
 
     return ensure_kind_pool(
         KIND,
