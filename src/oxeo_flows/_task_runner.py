@@ -12,7 +12,15 @@ paid on every task that do not change during a flow run:
    clients per task (~28 ms of CPU each): here a worker keeps one client per settings, shared by
    its threads as in Prefect's own thread-pool runner.
 
-Everything else is what prefect-dask does: the same task engine, states, results and futures.
+4. ``Task.map`` submitted one Dask graph per task: each a scheduler ``update_graph`` round trip
+   (and, to a remote scheduler, a pickle of the task and its context). Here a map is one graph
+   of N keys (the task and the flow-run context pickled once), and the context travels opaque,
+   so Dask does not walk it looking for futures;
+5. ``PrefectFutureList.result()`` gathered each state with its own scheduler round trip: the
+   list returned by ``map`` waits for and gathers all of them in one call first.
+
+Everything else is what prefect-dask does: the same task engine, states, results and futures,
+one task run per task.
 
 The module is importable (never ``__main__``), so Prefect pickles the runner by reference.
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -87,17 +96,33 @@ def _client_context(key: str) -> SyncClientContext:
         return ctx
 
 
+class Opaque:
+    """A value Dask passes through untouched (it walks dicts and lists looking for futures)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Opaque, (self.value,))
+
+
 def run_task_on_worker(
     task: Task[Any, Any],
     *,
     oxeo_settings_key: str,
     oxeo_settings: dict[str, Any],
+    context: Opaque | dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Run one Prefect task on a Dask worker, inside the flow's (cached) settings context."""
     from prefect.context import SyncClientContext
     from prefect.task_engine import run_task_async, run_task_sync
 
+    if isinstance(context, Opaque):
+        context = context.value
+    kwargs["context"] = context
     ctx = _settings_on_worker(oxeo_settings_key, oxeo_settings)
     with ctx.model_copy():
         client_token = SyncClientContext.__var__.set(_client_context(oxeo_settings_key))
@@ -107,6 +132,27 @@ def run_task_on_worker(
             return run_task_sync(task=task, **kwargs)
         finally:
             SyncClientContext.__var__.reset(client_token)
+
+
+def run_mapped_task_on_worker(
+    item: dict[str, Any],
+    *,
+    task: Task[Any, Any],
+    shared_context: Opaque,
+    oxeo_settings_key: str,
+    oxeo_settings: dict[str, Any],
+) -> Any:
+    """One task run of a batched ``map``: ``item`` holds what differs between the runs."""
+    context = dict(shared_context.value)
+    context["asset_context"] = item.pop("asset_context")
+    return run_task_on_worker(
+        task,
+        oxeo_settings_key=oxeo_settings_key,
+        oxeo_settings=oxeo_settings,
+        context=context,
+        return_type="state",
+        **item,
+    )
 
 
 def serialize_task_context(
@@ -182,6 +228,9 @@ def _build_runner_class() -> type[Any]:
             super().__init__(*args, **kwargs)
             self._settings_cache: tuple[object, str, dict[str, Any]] | None = None
             self._flow_run_cache: tuple[object, object, dict[str, Any]] | None = None
+            # While ``map`` runs: the task runs that ``submit`` prepared, sent as one graph.
+            self._batch: list[tuple[Any, str, dict[str, Any]]] | None = None
+            self._batch_context: dict[str, Any] = {}
 
         def duplicate(self) -> FastSubmitDaskTaskRunner:
             return type(self)(
@@ -231,7 +280,6 @@ def _build_runner_class() -> type[Any]:
                 raise RuntimeError(msg)
             parameters = self._optimize_futures(parameters)
             wait_for = self._optimize_futures(wait_for) if wait_for else None
-            client = self.client
             task_run_id = uuid4()
             inputs = {
                 k: collect_task_run_inputs_sync(v, future_cls=distributed.Future)
@@ -239,24 +287,72 @@ def _build_runner_class() -> type[Any]:
             }
             if dependencies:
                 inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
+            key = f"{task.name}-{task_run_id.hex}"
+            context = serialize_task_context(task, task_run_id, inputs, self._flow_run_payload())
+            item = {
+                "task_run_id": task_run_id,
+                "parameters": parameters,
+                "wait_for": wait_for,
+                "dependencies": inputs,
+            }
+            if self._batch is not None:
+                # Inside ``map``: the Dask future is created with the others, in one graph.
+                future: Any = PrefectDaskFuture(
+                    wrapped_future=None,  # type: ignore[arg-type]
+                    task_run_id=task_run_id,
+                )
+                item["asset_context"] = context.pop("asset_context")
+                self._batch.append((future, key, item))
+                self._batch_context = context
+                return future
             settings_key, settings = self._settings_payload()
-            future = distributed.Client.submit(
-                client,
+            dask_future = distributed.Client.submit(
+                self.client,
                 run_task_on_worker,
                 task,
-                key=f"{task.name}-{task_run_id.hex}",
+                key=key,
                 pure=False,
                 oxeo_settings_key=settings_key,
                 oxeo_settings=settings,
-                task_run_id=task_run_id,
-                parameters=parameters,
-                wait_for=wait_for,
-                dependencies=inputs,
                 return_type="state",
-                context=serialize_task_context(task, task_run_id, inputs, self._flow_run_payload()),
+                context=Opaque(context),
+                **item,
             )
-            future.task_run_id = task_run_id
-            return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
+            dask_future.task_run_id = task_run_id
+            return PrefectDaskFuture(wrapped_future=dask_future, task_run_id=task_run_id)
+
+        def map(
+            self,
+            task: Task[Any, Any],
+            parameters: dict[str, Any],
+            wait_for: Iterable[Any] | None = None,
+        ) -> Any:
+            if self._batch is not None:  # pragma: no cover - map does not nest
+                return super().map(task, parameters, wait_for)
+            client = self.client  # start the cluster before preparing the batch
+            self._batch = []
+            try:
+                futures = super().map(task, parameters, wait_for)
+                batch = self._batch
+            finally:
+                self._batch = None
+            if batch:
+                settings_key, settings = self._settings_payload()
+                dask_futures = distributed.Client.map(
+                    client,
+                    run_mapped_task_on_worker,
+                    [item for _, _, item in batch],
+                    key=[key for _, key, _ in batch],
+                    pure=False,
+                    task=task,
+                    shared_context=Opaque(self._batch_context),
+                    oxeo_settings_key=settings_key,
+                    oxeo_settings=settings,
+                )
+                for (future, _, item), dask_future in zip(batch, dask_futures, strict=True):
+                    dask_future.task_run_id = item["task_run_id"]
+                    future._wrapped_future = dask_future
+            return _gathering_list_class()(futures)
 
     FastSubmitDaskTaskRunner.__module__ = __name__
     FastSubmitDaskTaskRunner.__qualname__ = "FastSubmitDaskTaskRunner"
@@ -264,9 +360,69 @@ def _build_runner_class() -> type[Any]:
     return FastSubmitDaskTaskRunner
 
 
+_list_class: type[Any] | None = None
+
+
+def _gathering_list_class() -> type[Any]:
+    """A ``PrefectFutureList`` that waits for and gathers its Dask futures in one call each."""
+    global _list_class  # noqa: PLW0603 - built once, on first use
+    if _list_class is not None:
+        return _list_class
+    import distributed
+    from prefect.client.schemas.objects import State
+    from prefect.futures import PrefectFutureList
+    from prefect_dask.task_runners import PrefectDaskFuture
+
+    class GatheringFutureList(PrefectFutureList):  # type: ignore[type-arg]
+        """``PrefectFutureList`` whose ``wait``/``result`` fetch every state in one gather."""
+
+        def _prefetch(self, timeout: float | None) -> None:
+            pending = [
+                f
+                for f in self
+                if isinstance(f, PrefectDaskFuture)
+                and f._final_state is None
+                and f.wrapped_future is not None
+            ]
+            if not pending:
+                return
+            dask_futures = [f.wrapped_future for f in pending]
+            client = dask_futures[0].client
+            try:
+                with distributed.Client.as_current(client):
+                    distributed.wait(dask_futures, timeout=timeout)  # type: ignore[no-untyped-call]
+            except distributed.TimeoutError:
+                pass  # the per-future path below reports the timeout as Prefect does
+            done = [f for f in pending if f.wrapped_future.status == "finished"]
+            if not done:
+                return
+            states = client.gather([f.wrapped_future for f in done], errors="skip")
+            if len(states) != len(done):  # pragma: no cover - a key was lost meanwhile
+                return
+            for future, state in zip(done, states, strict=True):
+                if isinstance(state, State):
+                    future._final_state = state
+
+        def wait(self, timeout: float | None = None) -> None:
+            self._prefetch(timeout)
+            super().wait(timeout)
+
+        def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+            self._prefetch(timeout)
+            return super().result(timeout=timeout, raise_on_failure=raise_on_failure)
+
+    GatheringFutureList.__module__ = __name__
+    GatheringFutureList.__qualname__ = "GatheringFutureList"
+    globals()["GatheringFutureList"] = GatheringFutureList
+    _list_class = GatheringFutureList
+    return GatheringFutureList
+
+
 def __getattr__(name: str) -> Any:
     # Lets pickle find the class by reference (module attribute lookup) in worker processes.
     if name == "FastSubmitDaskTaskRunner":
         return fast_submit_base()
+    if name == "GatheringFutureList":
+        return _gathering_list_class()
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
