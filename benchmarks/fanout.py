@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/fanout.py                       # quick: 100 and 1,000 tasks, 2 repeats
     python benchmarks/fanout.py --tasks 2000 10000 --repeats 3 --workloads tiny sleep
-    python benchmarks/fanout.py --fresh-server        # a new Prefect server per measurement
+    python benchmarks/fanout.py --server drain        # one server, drained before each run
 
 Every measurement is one flow run mapping a task over ``range(N)`` (``tiny``: ``x + 1``;
 ``sleep``: 50 ms of ``time.sleep`` then ``x + 1``) and summing the results, with:
@@ -17,13 +17,15 @@ Every measurement is one flow run mapping a task over ``range(N)`` (``tiny``: ``
 
 The Prefect server is our own uvicorn subprocess running Prefect's app behind a counting ASGI
 middleware: it counts HTTP requests and WebSocket messages (task-run state events arrive as
-WebSocket messages on ``/api/events/in``) for the flow's process, and nothing of our own polling.
-By default one server serves all runs, and before each run the script **waits until the server
-is drained**: every task run of the previous flow run is recorded in a terminal state, and the
-server process has used < 5 % of a core for 1 s. ``--fresh-server`` starts a new server (new
-SQLite file) for every measurement instead. The machine is shared: runners are interleaved
-(threads, local, address, chunks, threads, ...) and the script reports medians, ratios of
-medians, and the load average before and after.
+WebSocket messages on ``/api/events/in``) from the flow's process and the Dask workers, and
+nothing of our own polling. By default every measurement gets a **fresh server** (a new process
+and SQLite file; the start is not timed). With ``--server drain`` one server serves all runs
+and, before each run, the script **waits until the server is drained**: every task run of the
+previous flow run recorded in a terminal state, and the server process under 5 % of a core for
+1 s. (Draining is slow: the SQLite server records ~20-60 task runs/s here, so 2,000 tasks leave
+it 30-100 s of backlog.) The machine is shared: runners are interleaved (threads, local,
+address, chunks, threads, ...) and the script reports medians, ratios of medians, and the load
+average before and after.
 
 Peak RSS is sampled every 50 ms: the flow's process (``local`` workers are threads in it) and the
 ``address`` cluster's process; "growth" is the flow process's peak minus its RSS at flow start.
@@ -432,6 +434,17 @@ def flush_client() -> None:
     EventsWorker.drain_all(timeout=60)
 
 
+def drain_worker_events() -> None:
+    """On a Dask worker: send its buffered events, and forget the server (it changes per run).
+
+    Prefect keeps one events worker per process, bound to the API URL it first saw; a worker
+    process outlives the flow run (and, with ``--server fresh``, the server).
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=60)
+
+
 def run_once(
     server: Server,
     make_runner: Callable[[], Any],
@@ -441,6 +454,8 @@ def run_once(
     n: int,
     chunk_size: int,
     worker_pid: int | None,
+    drain_after: bool,
+    flush_workers: Callable[[], Any] | None = None,
 ) -> Sample:
     import gc
 
@@ -459,9 +474,11 @@ def run_once(
         raise RuntimeError(msg)
     assert state.result() == n * (n + 1) // 2
     flush_client()
+    if flush_workers is not None:
+        flush_workers()
     counts = server.counts()
     expected = n if mode != "chunks" else -(-n // chunk_size)
-    drain = server.wait_drained(state.state_details.flow_run_id, expected)
+    drain = server.wait_drained(state.state_details.flow_run_id, expected) if drain_after else 0.0
     mb = 1024 * 1024
     return Sample(
         wall=wall,
@@ -488,7 +505,12 @@ def main() -> None:
         default=["threads", "local", "address", "chunks"],
     )
     parser.add_argument("--chunk-size", type=int, default=100)
-    parser.add_argument("--fresh-server", action="store_true", help="new server per measurement")
+    parser.add_argument(
+        "--server",
+        choices=["fresh", "drain"],
+        default="fresh",
+        help="a fresh Prefect server per measurement (default), or one drained before each run",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up runs")
     parser.add_argument("--show-paths", action="store_true", help="print HTTP requests by route")
     parser.add_argument("--serve-cluster", help=argparse.SUPPRESS)
@@ -518,6 +540,23 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         address, files, cluster_pid = stack.enter_context(tls_cluster(local_threads))
         tls = {"ca_file": files["ca"], "cert_file": files["cert"], "key_file": files["key"]}
+        from distributed import Client
+        from distributed.security import Security
+
+        harness = Client(
+            address,
+            security=Security(
+                tls_ca_file=files["ca"],
+                tls_client_cert=files["cert"],
+                tls_client_key=files["key"],
+                require_encryption=True,
+            ),
+        )
+        stack.callback(harness.close)
+
+        def flush_workers() -> None:
+            harness.run(drain_worker_events)
+
         runners: dict[str, tuple[str, Callable[[], Any]]] = {
             "threads": ("tasks", ThreadPoolTaskRunner),
             "local": ("tasks", dask_runner),
@@ -527,8 +566,8 @@ def main() -> None:
         runners = {k: v for k, v in runners.items() if k in args.runners}
         server_holder: dict[str, Any] = {}
 
-        def server() -> Server:
-            if args.fresh_server or "server" not in server_holder:
+        def server(fresh: bool = args.server == "fresh") -> Server:
+            if fresh or "server" not in server_holder:
                 if "stack" in server_holder:
                     server_holder.pop("stack").close()
                 inner = contextlib.ExitStack()
@@ -538,8 +577,8 @@ def main() -> None:
 
         stack.callback(lambda: server_holder.get("stack") and server_holder["stack"].close())
         # Warm-up (excluded): one-time imports and the first cluster start of a process.
-        for label, (mode, make) in runners.items() if not args.no_warmup else ():
-            srv = server()
+        for i, (label, (mode, make)) in enumerate(runners.items() if not args.no_warmup else ()):
+            srv = server(fresh=i == 0)
             s = run_once(
                 srv,
                 make,
@@ -548,6 +587,8 @@ def main() -> None:
                 n=20,
                 chunk_size=args.chunk_size,
                 worker_pid=cluster_pid if label == "address" else None,
+                drain_after=True,
+                flush_workers=flush_workers if label == "address" else None,
             )
             print(f"warm-up {label:8s} {s.wall:6.2f} s", flush=True)
         results: dict[tuple[str, int, str], list[Sample]] = {}
@@ -564,12 +605,15 @@ def main() -> None:
                             n=n,
                             chunk_size=args.chunk_size,
                             worker_pid=cluster_pid if label == "address" else None,
+                            drain_after=args.server == "drain",
+                            flush_workers=flush_workers if label == "address" else None,
                         )
                         results.setdefault((workload, n, label), []).append(s)
                         print(
                             f"  {workload:5s} {n:6d} {label:8s} run {repeat + 1}: {s.wall:7.2f} s"
                             f"  http/task {s.http / n:5.2f}  ws/task {s.ws / n:5.2f}"
-                            f"  rss +{s.rss_flow_growth:6.1f} MB  drain {s.drain:5.1f} s",
+                            f"  rss +{s.rss_flow_growth:6.1f} MB"
+                            + (f"  drain {s.drain:5.1f} s" if args.server == "drain" else ""),
                             flush=True,
                         )
                         if args.show_paths:
@@ -595,12 +639,13 @@ def report(
         wall = med(samples, "wall")
         workers = [s.rss_workers_peak for s in samples if s.rss_workers_peak is not None]
         growth = med(samples, "rss_flow_growth") / (n / 1000)
+        drain = f"{med(samples, 'drain'):.1f} s" if args.server == "drain" else "-"
         print(
             f"| {workload} | {n:,} | {label} | {wall:.2f} s | {n / wall:.0f} "
             f"| {med(samples, 'http') / n:.2f} | {med(samples, 'ws') / n:.2f} "
             f"| {med(samples, 'rss_flow_peak'):.0f} MB | {growth:.1f} MB "
             f"| {f'{max(workers):.0f} MB' if workers else '(in flow process)'} "
-            f"| {med(samples, 'drain'):.1f} s |"
+            f"| {drain} |"
         )
     print("\nRatios of medians (target in brackets):")
     for workload in args.workloads:
@@ -633,7 +678,7 @@ def report(
                         f"[<= 50, {ok}]"
                     )
     load_after = os.getloadavg()
-    server = "a fresh one per run" if args.fresh_server else "one, drained before each run"
+    server = "a fresh one per run" if args.server == "fresh" else "one, drained before each run"
     print(
         "\nload average before: "
         + " ".join(f"{x:.2f}" for x in load_before)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["fast_submit_base", "serialize_task_context"]
 
 _WORKER_CACHE_SIZE = 16
+_SHARED_CACHE_SIZE = 64
 _worker_settings: OrderedDict[str, SettingsContext] = OrderedDict()
 _worker_clients: OrderedDict[str, SyncClientContext] = OrderedDict()
 _worker_lock = threading.RLock()
@@ -109,50 +110,36 @@ class Opaque:
 
 
 def run_task_on_worker(
-    task: Task[Any, Any],
-    *,
-    oxeo_settings_key: str,
-    oxeo_settings: dict[str, Any],
-    context: Opaque | dict[str, Any] | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Run one Prefect task on a Dask worker, inside the flow's (cached) settings context."""
-    from prefect.context import SyncClientContext
-    from prefect.task_engine import run_task_async, run_task_sync
-
-    if isinstance(context, Opaque):
-        context = context.value
-    kwargs["context"] = context
-    ctx = _settings_on_worker(oxeo_settings_key, oxeo_settings)
-    with ctx.model_copy():
-        client_token = SyncClientContext.__var__.set(_client_context(oxeo_settings_key))
-        try:
-            if task.isasync:
-                return asyncio.run(run_task_async(task=task, **kwargs))
-            return run_task_sync(task=task, **kwargs)
-        finally:
-            SyncClientContext.__var__.reset(client_token)
-
-
-def run_mapped_task_on_worker(
     item: dict[str, Any],
     *,
     task: Task[Any, Any],
     shared_context: Opaque,
     oxeo_settings_key: str,
-    oxeo_settings: dict[str, Any],
+    oxeo_settings: Opaque,
 ) -> Any:
-    """One task run of a batched ``map``: ``item`` holds what differs between the runs."""
+    """Run one Prefect task on a Dask worker, inside the flow's (cached) settings context.
+
+    ``item`` holds what differs between task runs (id, parameters, dependencies, asset
+    context); the task, the flow-run context and the settings are shared by every task run of a
+    flow run and reach a worker once (scattered), not with every task.
+    """
+    from prefect.context import SyncClientContext
+    from prefect.task_engine import run_task_async, run_task_sync
+
+    item = dict(item)
     context = dict(shared_context.value)
     context["asset_context"] = item.pop("asset_context")
-    return run_task_on_worker(
-        task,
-        oxeo_settings_key=oxeo_settings_key,
-        oxeo_settings=oxeo_settings,
-        context=context,
-        return_type="state",
-        **item,
-    )
+    ctx = _settings_on_worker(oxeo_settings_key, oxeo_settings.value)
+    with ctx.model_copy():
+        client_token = SyncClientContext.__var__.set(_client_context(oxeo_settings_key))
+        try:
+            if task.isasync:
+                return asyncio.run(
+                    run_task_async(task=task, context=context, return_type="state", **item)
+                )
+            return run_task_sync(task=task, context=context, return_type="state", **item)
+        finally:
+            SyncClientContext.__var__.reset(client_token)
 
 
 def serialize_task_context(
@@ -230,7 +217,12 @@ def _build_runner_class() -> type[Any]:
             self._flow_run_cache: tuple[object, object, dict[str, Any]] | None = None
             # While ``map`` runs: the task runs that ``submit`` prepared, sent as one graph.
             self._batch: list[tuple[Any, str, dict[str, Any]]] | None = None
-            self._batch_context: dict[str, Any] = {}
+            self._batch_shared: dict[str, Any] = {}
+            # name -> (what it was built from, the scattered future or the inline value)
+            self._shared_cache: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], Any]] = (
+                OrderedDict()
+            )
+            self._scatter_ok: bool | None = None
 
         def duplicate(self) -> FastSubmitDaskTaskRunner:
             return type(self)(
@@ -268,6 +260,73 @@ def _build_runner_class() -> type[Any]:
             self._flow_run_cache = (ctx, state_key, payload)
             return payload
 
+        def _can_scatter(self) -> bool:
+            # Scattering needs a worker to hold the data: an adaptive cluster may have none
+            # yet (then the shared payloads travel inline, with every task, as in prefect-dask).
+            if self._scatter_ok is None:
+                try:
+                    self._scatter_ok = bool(self.client.nthreads())
+                except Exception:  # pragma: no cover - a scheduler that does not answer
+                    self._scatter_ok = False
+            return self._scatter_ok
+
+        def _shared(self, name: str, same: tuple[Any, ...], value: Any) -> Any:
+            """``value``, scattered to the workers once while ``same`` holds (else inline).
+
+            Entries are keyed by ``name`` and the identity of ``same[0]`` (kept alive by the
+            entry), so alternating between tasks scatters each once; the rest of ``same`` is
+            compared by equality. At most ``_SHARED_CACHE_SIZE`` entries are kept.
+            """
+            key = (name, id(same[0]))
+            cached = self._shared_cache.get(key)
+            if cached is not None and cached[0][0] is same[0] and cached[0][1:] == same[1:]:
+                self._shared_cache.move_to_end(key)
+                return cached[1]
+            payload: Any = value
+            if self._can_scatter():
+                payload = distributed.Client.scatter(self.client, value, broadcast=True, hash=False)
+            self._shared_cache[key] = (same, payload)
+            while len(self._shared_cache) > _SHARED_CACHE_SIZE:
+                self._shared_cache.popitem(last=False)
+            return payload
+
+        def _prepare(
+            self,
+            task: Task[Any, Any],
+            parameters: dict[str, Any],
+            wait_for: Any,
+            dependencies: dict[str, Any] | None,
+        ) -> tuple[dict[str, Any], str, dict[str, Any]]:
+            """A task run's own arguments, its Dask key, and the shared keyword arguments."""
+            parameters = self._optimize_futures(parameters)
+            wait_for = self._optimize_futures(wait_for) if wait_for else None
+            task_run_id = uuid4()
+            inputs = {
+                k: collect_task_run_inputs_sync(v, future_cls=distributed.Future)
+                for k, v in parameters.items()
+            }
+            if dependencies:
+                inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
+            flow_payload = self._flow_run_payload()
+            context = serialize_task_context(task, task_run_id, inputs, flow_payload)
+            item = {
+                "task_run_id": task_run_id,
+                "parameters": parameters,
+                "wait_for": wait_for,
+                "dependencies": inputs,
+                "asset_context": context.pop("asset_context"),
+            }
+            rest = {k: v for k, v in context.items() if k != "flow_run_context"}
+            settings_ctx = SettingsContext.get()
+            settings_key, settings = self._settings_payload()
+            shared = {
+                "task": self._shared("task", (task,), task),
+                "shared_context": self._shared("context", (flow_payload, rest), Opaque(context)),
+                "oxeo_settings_key": settings_key,
+                "oxeo_settings": self._shared("settings", (settings_ctx,), Opaque(settings)),
+            }
+            return item, f"{task.name}-{task_run_id.hex}", shared
+
         def submit(
             self,
             task: Task[Any, Any],
@@ -278,45 +337,19 @@ def _build_runner_class() -> type[Any]:
             if not self._started:
                 msg = "The task runner must be started before submitting work."
                 raise RuntimeError(msg)
-            parameters = self._optimize_futures(parameters)
-            wait_for = self._optimize_futures(wait_for) if wait_for else None
-            task_run_id = uuid4()
-            inputs = {
-                k: collect_task_run_inputs_sync(v, future_cls=distributed.Future)
-                for k, v in parameters.items()
-            }
-            if dependencies:
-                inputs = {k: v.union(dependencies.get(k, set())) for k, v in inputs.items()}
-            key = f"{task.name}-{task_run_id.hex}"
-            context = serialize_task_context(task, task_run_id, inputs, self._flow_run_payload())
-            item = {
-                "task_run_id": task_run_id,
-                "parameters": parameters,
-                "wait_for": wait_for,
-                "dependencies": inputs,
-            }
+            item, key, shared = self._prepare(task, parameters, wait_for, dependencies)
+            task_run_id = item["task_run_id"]
             if self._batch is not None:
                 # Inside ``map``: the Dask future is created with the others, in one graph.
                 future: Any = PrefectDaskFuture(
                     wrapped_future=None,  # type: ignore[arg-type]
                     task_run_id=task_run_id,
                 )
-                item["asset_context"] = context.pop("asset_context")
                 self._batch.append((future, key, item))
-                self._batch_context = context
+                self._batch_shared = shared
                 return future
-            settings_key, settings = self._settings_payload()
             dask_future = distributed.Client.submit(
-                self.client,
-                run_task_on_worker,
-                task,
-                key=key,
-                pure=False,
-                oxeo_settings_key=settings_key,
-                oxeo_settings=settings,
-                return_type="state",
-                context=Opaque(context),
-                **item,
+                self.client, run_task_on_worker, item, key=key, pure=False, **shared
             )
             dask_future.task_run_id = task_run_id
             return PrefectDaskFuture(wrapped_future=dask_future, task_run_id=task_run_id)
@@ -337,17 +370,13 @@ def _build_runner_class() -> type[Any]:
             finally:
                 self._batch = None
             if batch:
-                settings_key, settings = self._settings_payload()
                 dask_futures = distributed.Client.map(
                     client,
-                    run_mapped_task_on_worker,
+                    run_task_on_worker,
                     [item for _, _, item in batch],
                     key=[key for _, key, _ in batch],
                     pure=False,
-                    task=task,
-                    shared_context=Opaque(self._batch_context),
-                    oxeo_settings_key=settings_key,
-                    oxeo_settings=settings,
+                    **self._batch_shared,
                 )
                 for (future, _, item), dask_future in zip(batch, dask_futures, strict=True):
                     dask_future.task_run_id = item["task_run_id"]
