@@ -493,6 +493,54 @@ def run_once(
     )
 
 
+# Where a py-spy sample goes: the first rule that one of its frames matches.
+PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    ("(imports)", ("importlib._bootstrap",)),
+    ("(benchmark harness)", ("wait_drained", "RssSampler", "flush_client", "prefect_server")),
+    ("client: submit, Dask graph", ("Client.submit", "Client.map", "Client.scatter")),
+    ("client: submit, Prefect", ("FastSubmitDaskTaskRunner", "ThreadPoolTaskRunner.submit")),
+    ("client: map, resolve results", ("TaskRunner.map", "FutureList.result", "Future.result")),
+    ("task engine: call the function", ("call_task_fn",)),
+    ("task engine: states and events", ("begin_run", "set_state", "_create_task_run_locally")),
+    ("task engine: contexts", ("hydrated_context", "setup_run_context", "transaction_context")),
+    ("task engine: other", ("prefect/task_engine.py", "run_task_on_worker")),
+    ("Prefect events client (websocket)", ("EventsWorker", "events/clients.py")),
+    ("Prefect background threads, other", ("EventLoopThread._entrypoint",)),
+    ("Dask scheduler", ("distributed/scheduler.py",)),
+    ("Dask worker profiler", ("distributed/profile.py",)),
+    ("Dask worker (state machine, metrics)", ("distributed/worker", "threadpoolexecutor")),
+    ("Dask client", ("distributed/client.py",)),
+    ("Dask comms, serialisation, event loop", ("distributed/", "tornado", "asyncio")),
+]
+
+
+def summarize_profiles(paths: list[str], tasks: int, rate: int) -> None:
+    """Print py-spy ``--format raw`` samples per bucket, in ms of GIL time per task."""
+    columns = []
+    for path in paths:
+        counts: Counter[str] = Counter()
+        for line in Path(path).read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            bucket = next(
+                (name for name, subs in PROFILE_BUCKETS if any(x in stack for x in subs)),
+                "(no Python frame / other)",
+            )
+            counts[bucket] += int(n)
+        columns.append(counts)
+    names = [name for name, _ in PROFILE_BUCKETS] + ["(no Python frame / other)"]
+    print("| where | " + " | ".join(Path(p).name for p in paths) + " |")
+    print("|---" * (len(paths) + 1) + "|")
+    for name in names:
+        if any(c[name] for c in columns):
+            cells = " | ".join(f"{1000 * c[name] / rate / tasks:.2f}" for c in columns)
+            print(f"| {name} | {cells} |")
+    totals = []
+    for c in columns:
+        timed = sum(c.values()) - c["(imports)"] - c["(benchmark harness)"]
+        totals.append(f"**{1000 * timed / rate / tasks:.2f}**")
+    print("| total, without imports and harness | " + " | ".join(totals) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[100, 1000])
@@ -513,11 +561,21 @@ def main() -> None:
     )
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up runs")
     parser.add_argument("--show-paths", action="store_true", help="print HTTP requests by route")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="RAW",
+        help="summarise py-spy raw profiles (see docs/benchmarks.md) of --tasks[0] tasks",
+    )
+    parser.add_argument("--rate", type=int, default=50, help="py-spy sampling rate (Hz)")
     parser.add_argument("--serve-cluster", help=argparse.SUPPRESS)
     parser.add_argument("--cluster-threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_cluster:
         serve_cluster(args.serve_cluster, args.cluster_threads)
+        return
+    if args.summarize:
+        summarize_profiles(args.summarize, args.tasks[0], args.rate)
         return
 
     import logging

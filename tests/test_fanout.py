@@ -191,3 +191,18 @@ def test_tile_error_text() -> None:
     many = FanOutError([error] * 7, total=10)
     assert str(many).startswith("7 of 10 tiles failed: tile 3")
     assert str(many).endswith("; and 2 more")
+
+
+def test_the_dask_guide_example_runs(prefect_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guides" / "dask.md"
+    section = guide.read_text(encoding="utf-8").split("## Fan-out", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {"__name__": "dask_guide_fanout"}
+    exec(compile(code, str(guide), "exec"), namespace)
+    assert namespace["extract"](["31U0001", "bad-tile", "31U0002"]) == [
+        "31U0001: 4 bands",
+        "31U0002: 4 bands",
+    ]
+    assert "failed: tile 1 ('bad-tile'): ValueError: bad-tile: no data" in capsys.readouterr().out
