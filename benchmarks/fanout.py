@@ -29,6 +29,8 @@ average before and after.
 
 Peak RSS is sampled every 50 ms: the flow's process (``local`` workers are threads in it) and the
 ``address`` cluster's process; "growth" is the flow process's peak minus its RSS at flow start.
+"Server CPU / task" is the server process's CPU time from flow start until the counts are read
+(``--server fresh``: while the flow ran) or until it is drained (``--server drain``: all of it).
 """
 
 from __future__ import annotations
@@ -401,6 +403,7 @@ class Sample:
     rss_flow_growth: float
     rss_workers_peak: float | None
     task_runs: int
+    server_cpu: float = 0.0
     http_paths: Counter[str] = field(default_factory=Counter)
 
 
@@ -459,9 +462,13 @@ def run_once(
 ) -> Sample:
     import gc
 
+    import psutil
+
     gc.collect()
     the_flow = make_flow(make_runner(), workload, mode, chunk_size)
     server.reset()
+    server_proc = psutil.Process(server.process.pid)
+    cpu_before = sum(server_proc.cpu_times()[:2])
     pids = {"flow": os.getpid()}
     if worker_pid is not None:
         pids["workers"] = worker_pid
@@ -479,6 +486,8 @@ def run_once(
     counts = server.counts()
     expected = n if mode != "chunks" else -(-n // chunk_size)
     drain = server.wait_drained(state.state_details.flow_run_id, expected) if drain_after else 0.0
+    # With --server drain: all the server's work for this run; with fresh: what it did meanwhile.
+    server_cpu = sum(server_proc.cpu_times()[:2]) - cpu_before
     mb = 1024 * 1024
     return Sample(
         wall=wall,
@@ -489,6 +498,7 @@ def run_once(
         rss_flow_growth=(rss.peak["flow"] - rss.start["flow"]) / mb,
         rss_workers_peak=rss.peak["workers"] / mb if "workers" in rss.peak else None,
         task_runs=expected,
+        server_cpu=server_cpu,
         http_paths=counts["http"],
     )
 
@@ -690,9 +700,10 @@ def report(
 
     print(
         "\n| workload | tasks | runner | wall (median) | tasks/s | HTTP req/task | WS msgs/task "
-        "| flow RSS peak | flow RSS growth / 1k tasks | workers RSS peak | server drain |"
+        "| flow RSS peak | flow RSS growth / 1k tasks | workers RSS peak | server drain "
+        "| server CPU / task |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (workload, n, label), samples in results.items():
         wall = med(samples, "wall")
         workers = [s.rss_workers_peak for s in samples if s.rss_workers_peak is not None]
@@ -703,7 +714,7 @@ def report(
             f"| {med(samples, 'http') / n:.2f} | {med(samples, 'ws') / n:.2f} "
             f"| {med(samples, 'rss_flow_peak'):.0f} MB | {growth:.1f} MB "
             f"| {f'{max(workers):.0f} MB' if workers else '(in flow process)'} "
-            f"| {drain} |"
+            f"| {drain} | {1000 * med(samples, 'server_cpu') / n:.1f} ms |"
         )
     print("\nRatios of medians (target in brackets):")
     for workload in args.workloads:

@@ -1,7 +1,7 @@
 """A `DaskTaskRunner` that does Prefect's per-task bookkeeping once per flow run instead.
 
-Profiling prefect-dask on a 2-core machine (``benchmarks/local_runner.py``) showed three costs
-paid on every task that do not change during a flow run:
+Profiling prefect-dask on a 2-core machine (``benchmarks/local_runner.py``,
+``benchmarks/fanout.py``) showed costs paid on every task that do not change during a flow run:
 
 1. ``serialize_context()`` dumps the full ``Settings`` model (~70 ms a task): here the settings
    are serialised once per settings context, and workers rebuild the ``SettingsContext`` once
@@ -10,14 +10,15 @@ paid on every task that do not change during a flow run:
    is cached per flow run context and state;
 3. Dask worker threads have no ``SyncClientContext``, so Prefect's task engine built two new API
    clients per task (~28 ms of CPU each): here a worker keeps one client per settings, shared by
-   its threads as in Prefect's own thread-pool runner.
-
-4. ``Task.map`` submitted one Dask graph per task: each a scheduler ``update_graph`` round trip
-   (and, to a remote scheduler, a pickle of the task and its context). Here a map is one graph
-   of N keys (the task and the flow-run context pickled once), and the context travels opaque,
-   so Dask does not walk it looking for futures;
-5. ``PrefectFutureList.result()`` gathered each state with its own scheduler round trip: the
-   list returned by ``map`` waits for and gathers all of them in one call first.
+   its threads as in Prefect's own thread-pool runner;
+4. the task, the flow-run context and the settings travelled inside every task's arguments:
+   pickled by the scheduler and unpickled by the worker for each task, and walked by Dask
+   looking for futures. Here they are scattered to the workers once per flow run (bounded
+   cache; inline when the cluster has no worker yet) and the context travels opaque;
+5. ``Task.map`` sent one Dask graph per task, each a scheduler ``update_graph`` round trip
+   (~1.5 ms of client time a task here): here a map is one graph of N keys;
+6. ``PrefectFutureList.result()`` gathered each state with its own round trip: the list that
+   ``map`` returns waits for and gathers all of them in one call first.
 
 Everything else is what prefect-dask does: the same task engine, states, results and futures,
 one task run per task.
