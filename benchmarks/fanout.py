@@ -200,6 +200,7 @@ def prefect_server() -> Iterator[Server]:
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": db,
         }
         env.pop("PREFECT_API_URL", None)
+        log = open(f"{directory}/server.log", "wb")  # noqa: SIM115 - closed in finally
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -219,6 +220,10 @@ def prefect_server() -> Iterator[Server]:
                 "on",
             ],
             env=env,
+            # Killing a server with a backlog (--server fresh) prints the recorder's cancelled
+            # writes: keep its output in a file, shown if it does not start.
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         server = Server(process=process, url=f"http://127.0.0.1:{port}", directory=directory)
         try:
@@ -230,7 +235,8 @@ def prefect_server() -> Iterator[Server]:
                 except httpx.HTTPError:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
-                    msg = "the Prefect server did not start"
+                    output = Path(f"{directory}/server.log").read_text(errors="replace")
+                    msg = f"the Prefect server did not start:\n{output[-4000:]}"
                     raise RuntimeError(msg)
                 time.sleep(0.2)
             with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
@@ -242,6 +248,7 @@ def prefect_server() -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            log.close()
             shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -206,3 +206,21 @@ def test_the_dask_guide_example_runs(prefect_api: str, capsys: pytest.CaptureFix
         "31U0002: 4 bands",
     ]
     assert "failed: tile 1 ('bad-tile'): ValueError: bad-tile: no data" in capsys.readouterr().out
+
+
+def test_default_in_flight_is_twice_the_runners_threads(prefect_api: str) -> None:
+    from oxeo_flows.fanout import _in_flight_limit
+
+    @flow(task_runner=dask_runner("local", n_workers=1, threads_per_worker=3))
+    def on_dask() -> int:
+        return _in_flight_limit()
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=5))
+    def on_threads() -> int:
+        return _in_flight_limit()
+
+    @flow(task_runner=ThreadPoolTaskRunner())  # unbounded by default
+    def on_default_threads() -> int:
+        return _in_flight_limit()
+
+    assert (on_dask(), on_threads(), on_default_threads()) == (6, 10, 32)

@@ -258,6 +258,8 @@ def _in_flight_limit() -> int:
     runner = getattr(ctx, "task_runner", None) if ctx is not None else None
     threads = 0
     client = getattr(runner, "_client", None)
+    if client is None and any(c.__name__ == "DaskTaskRunner" for c in type(runner).__mro__):
+        client = runner.client  # type: ignore[union-attr] # starts the cluster, as a submit would
     if client is not None:
         try:
             threads = sum(client.nthreads().values())
