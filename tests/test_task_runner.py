@@ -104,3 +104,107 @@ def test_local_overrides_validate(prefect_server: str) -> None:
         dask_runner("local", n_workers="many")
     runner: Any = dask_runner("local", processes=False, n_workers=2)
     assert runner.cluster_kwargs["n_workers"] == 2
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task(retries=1)
+def odd_fails_once(x: int) -> int:
+    # Travels by value to the worker: this set is the worker's copy, shared by the retries.
+    if x % 2 and x not in _seen:
+        _seen.add(x)
+        msg = f"tile {x}: first attempt fails"
+        raise ConnectionError(msg)
+    return x
+
+
+_seen: set[int] = set()
+
+
+@task
+def fails_on_three(x: int) -> int:
+    if x == 3:
+        msg = "tile 3 is corrupt"
+        raise ValueError(msg)
+    return x
+
+
+def _task_runs(flow_run_id: Any, expected: int) -> list[Any]:
+    """The flow run's task runs, once the server has recorded ``expected`` in final states."""
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30)
+    runs: list[Any] = []
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if len(runs) >= expected and all(r.state and r.state.is_final() for r in runs):
+                break
+            time.sleep(0.2)
+    return runs
+
+
+def test_map_submits_one_graph_and_every_item_is_a_task_run(prefect_server: str) -> None:
+    from prefect.utilities.annotations import unmapped
+
+    from oxeo_flows._task_runner import GatheringFutureList  # type: ignore[attr-defined]
+
+    kinds: list[str] = []
+
+    @flow(task_runner=dask_runner("local"))
+    def pipeline(n: int) -> tuple[list[int], list[int], list[int]]:
+        squares = square.map(range(n))
+        kinds.append(type(squares).__name__)
+        # Upstream futures as mapped arguments, an unmapped one, and wait_for.
+        first = square.submit(10)
+        sums = add.map(squares, unmapped(first), wait_for=[first])
+        retried = odd_fails_once.map(range(4))
+        return squares.result(), sums.result(), retried.result()
+
+    state = pipeline(6, return_state=True)
+    assert state.is_completed(), state.message
+    squares, sums, retried = state.result()
+    assert squares == [x * x for x in range(6)]
+    assert sums == [x * x + 100 for x in range(6)]
+    assert retried == [0, 1, 2, 3]
+    assert kinds == [GatheringFutureList.__name__]
+    runs = _task_runs(state.state_details.flow_run_id, 6 + 1 + 6 + 4)
+    assert len(runs) == 17
+    assert all(r.state.is_completed() for r in runs)
+    by_task = {r.name.rsplit("-", 1)[0] for r in runs}
+    assert by_task == {"square", "add", "odd_fails_once"}
+    # The retried runs went through Retrying, as on any task runner.
+    assert sorted(r.run_count for r in runs if r.name.startswith("odd_fails_once")) == [1, 1, 2, 2]
+    # Mapped sums depend on their upstream squares and on ``first``.
+    sums_inputs = [r.task_inputs for r in runs if r.name.startswith("add")]
+    assert all(inputs["x"] and inputs["y"] for inputs in sums_inputs)
+
+
+def test_a_failing_mapped_task_keeps_prefect_semantics(prefect_server: str) -> None:
+    @flow(task_runner=dask_runner("local"))
+    def pipeline() -> list[Any]:
+        futures = fails_on_three.map(range(5))
+        futures.wait()
+        return futures.result(raise_on_failure=False)
+
+    values = pipeline()
+    assert values[:3] == [0, 1, 2]
+    assert isinstance(values[3], ValueError)
+    assert values[4] == 4
+
+    @flow(task_runner=dask_runner("local"))
+    def strict() -> list[int]:
+        return fails_on_three.map(range(5)).result()
+
+    with pytest.raises(ValueError, match="tile 3 is corrupt"):
+        strict()

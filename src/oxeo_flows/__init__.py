@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         StorageError,
         SyncError,
     )
+    from oxeo_flows.fanout import map_in_chunks
     from oxeo_flows.network import AwsNetwork, GcpNetwork
     from oxeo_flows.pools import PoolResult, ensure_pool
     from oxeo_flows.pools.kind_docker import (
@@ -94,6 +95,7 @@ _LAZY: dict[str, str] = {
     "resolve_stack": "oxeo_flows.stack",
     # dask
     "dask_runner": "oxeo_flows.runners",
+    "map_in_chunks": "oxeo_flows.fanout",
     # --- capabilities: add one line per public name below ---
     "PoolResult": "oxeo_flows.pools",
     "ensure_pool": "oxeo_flows.pools",
@@ -171,6 +173,7 @@ __all__ = [
     "google_credentials_from_secret",
     "load_secret",
     "load_stack",
+    "map_in_chunks",
     "resolve_stack",
     "run_doctor",
     "s3_bucket",
