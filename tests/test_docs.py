@@ -113,9 +113,26 @@ def _page(block: Block, factory: pytest.TempPathFactory) -> Page:
             )
         for other in list(_PAGES):
             _forget_page(other)
+        _clean_slate()
         page = _PAGES[block.page] = Page(dir=directory, checks=base / "checks", stack=stack)
         _SNAPSHOT.update(_server_objects())
     return page
+
+
+def _clean_slate() -> None:
+    """What a reader of a page starts from: no project modules, no deployments left by others.
+
+    Other test modules share the session's Prefect server and may leave a deployment of the
+    same flow/name (``extract/extract``) on another pool, or a ``flows`` package imported from
+    their own directory; a page must not depend on them.
+    """
+    from prefect.client.orchestration import get_client
+
+    for name in [m for m in sys.modules if m == "flows" or m.startswith("flows.")]:
+        del sys.modules[name]
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            client.delete_deployment(deployment.id)
 
 
 def _fresh_clone(source: Path, target: Path) -> None:

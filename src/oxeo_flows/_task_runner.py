@@ -265,8 +265,9 @@ def _build_runner_class() -> type[Any]:
             # Scattering needs a worker to hold the data: an adaptive cluster may have none
             # yet (then the shared payloads travel inline, with every task, as in prefect-dask).
             if self._scatter_ok is None:
+                client = self.client  # a cluster that fails to start raises here, once
                 try:
-                    self._scatter_ok = bool(self.client.nthreads())
+                    self._scatter_ok = bool(client.nthreads())
                 except Exception:  # pragma: no cover - a scheduler that does not answer
                     self._scatter_ok = False
             return self._scatter_ok
