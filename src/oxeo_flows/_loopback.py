@@ -1,8 +1,8 @@
 """The one loopback rule: which endpoints are this machine (dialed in plaintext, anonymously).
 
-``localhost``, ``127.0.0.0/8`` and ``::1`` are loopback; anything else is not. Used by the GCP
-REST adapter (`oxeo_flows.gcp_api`) and `oxeo-flows doctor`; the rule is the one of
-`oxeo_flows.secrets.gcp.is_loopback_endpoint`.
+``localhost``, ``127.0.0.0/8`` and ``::1`` are loopback; anything else is not. Used by every
+adapter that dials a Google endpoint (Secret Manager, the REST APIs, Compute for Dask clusters)
+and by `oxeo-flows doctor`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ _DEAD = frozenset({"STOPPING", "STOPPED", "SUSPENDING", "SUSPENDED", "TERMINATED
 
 
 def _is_loopback(endpoint: str) -> bool:
-    from oxeo_flows.secrets.gcp import is_loopback_endpoint
+    from oxeo_flows._loopback import is_loopback_endpoint
 
     return is_loopback_endpoint(endpoint)
 

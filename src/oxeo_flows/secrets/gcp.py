@@ -17,13 +17,13 @@ disabled or destroyed version and anything else stop the chain.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import threading
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
+from oxeo_flows._loopback import is_loopback_endpoint
 from oxeo_flows.errors import ConfigError, SecretAccessError, SecretIntegrityError
 from oxeo_flows.secrets._base import Fetched, Lookup, SourceNotFound, SourceTransient
 
@@ -45,33 +45,6 @@ _TRANSIENT = (
     "InternalServerError",
     "Aborted",
 )
-
-
-def _host(endpoint: str) -> str:
-    text = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    if text.startswith("["):
-        return text[1:].split("]", 1)[0]
-    if text.count(":") == 1:
-        return text.rsplit(":", 1)[0]
-    return text
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """True if ``endpoint`` (``HOST[:PORT]``) is on this machine's loopback interface.
-
-    Args:
-        endpoint: E.g. ``"127.0.0.1:8085"``, ``"localhost:8085"``, ``"[::1]:8085"``.
-
-    Returns:
-        True for ``localhost``, ``127.0.0.0/8`` and ``::1``; False for anything else.
-    """
-    host = _host(endpoint).lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _target(endpoint: str) -> str:
