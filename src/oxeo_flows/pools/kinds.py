@@ -56,6 +56,7 @@ __all__ = [
     "PoolKind",
     "api_block_ids",
     "ensure_kind_pool",
+    "ensure_pool_of_kind",
     "ensure_stack_pool",
     "layered_section",
     "pool_defaults",
@@ -164,46 +165,20 @@ def pool_defaults(
 
 
 def ensure_stack_pool(
-    stack: Stack,
-    pool: str,
-    *,
-    job: Any = None,
-    adopt: bool = False,
-    dry_run: bool = False,
-    description: str | None = None,
-    concurrency_limit: int | None = None,
-    kind: PoolKind | None = None,
-    block_ids: BlockIds | None = None,
+    stack: Stack, pool: str, *, kind: PoolKind | None = None, **options: Any
 ) -> PoolResult:
-    """Create or update ``pool`` from the stack (`pool_defaults` + `ensure_pool`).
-
-    ``description``, ``concurrency_limit`` and ``adopt`` default to the ``[pools.<name>]``
-    section's.
+    """Create or update ``pool`` from the stack: `ensure_pool_of_kind` with the pool's kind.
 
     Args:
         stack: The stack.
         pool: The pool name.
-        job: A spec to render instead of the stack's.
-        adopt: Take over a pool oxeo-flows did not create.
-        dry_run: Read only.
-        description: Pool description.
-        concurrency_limit: Pool concurrency limit.
         kind: The pool's kind (default: `pool_target`'s).
-        block_ids: How block references are resolved (default: `api_block_ids`).
+        **options: ``job``, ``adopt``, ``dry_run``, ``description``, ``concurrency_limit``,
+            ``block_ids``, as `ensure_pool_of_kind` takes them.
 
     Returns:
         The `PoolResult`.
     """
     if kind is None:
         _, kind = pool_target(stack, pool)
-    return ensure_pool_of_kind(
-        stack,
-        pool,
-        kind,
-        job=job,
-        adopt=adopt,
-        dry_run=dry_run,
-        description=description,
-        concurrency_limit=concurrency_limit,
-        block_ids=block_ids,
-    )
+    return ensure_pool_of_kind(stack, pool, kind, **options)
