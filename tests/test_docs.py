@@ -306,10 +306,28 @@ def test_block(
                 del sys.modules[name]
 
 
+def _forget_project_modules(page: Page) -> None:
+    """Forget modules named like the page project's packages but imported from elsewhere.
+
+    Another test's repository may have left ``flows`` in ``sys.modules``; the page's own files
+    are what its reader imports.
+    """
+    import importlib
+
+    mine = {p.name.removesuffix(".py") for p in page.dir.iterdir()}
+    for name in list(sys.modules):
+        module = sys.modules.get(name)
+        where = getattr(module, "__file__", None) or ""
+        if name.split(".", 1)[0] in mine and not where.startswith(str(page.dir)):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
 def _run(block: Block, page: Page) -> None:
     lang = block.lang
     if lang == "python":
         _TALLY[block.page]["ran"] += 1
+        _forget_project_modules(page)
         _run_python(block, page)
     elif lang == "toml":
         _TALLY[block.page]["ran"] += 1

@@ -26,7 +26,14 @@ from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 from oxeo_flows.testing.compute import ComputeEmulator
 from oxeo_flows.testing.vertex import VertexEmulator
 from tests.dask.test_cancel import SCRIPT_TEMPLATE
-from tests.e2e._repo import GCE_STACK, TILES, create_flow_run, read_flow_run, serve_once
+from tests.e2e._repo import (
+    GCE_STACK,
+    TILES,
+    create_flow_run,
+    read_flow_run,
+    serve_once,
+    unique,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +99,8 @@ def test_failed_vertex_job_crashes_the_flow_run_with_the_jobs_error(
         "Quota 'custom_model_training_cpus' exceeded: 8 requested, 4 available in europe-west4."
     )
     vertex_emulator.fail_next(message)
-    result = deploy_flow("flows/extract.py:extract", name="extract", stack="prod")
+    # A name of its own: the session's server keeps other tests' deployments (on other pools).
+    result = deploy_flow("flows/extract.py:extract", name=unique("extract"), stack="prod")
     flow_run_id = create_flow_run(result.deployment_id, {"tiles": TILES})
     logs = _Records()
     logger = logging.getLogger("prefect.flow_runs.worker")

@@ -29,6 +29,7 @@ from tests.e2e._repo import (
     read_flow_run,
     serve_once,
     task_run_states,
+    unique,
 )
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,8 @@ def test_vertex_job_runs_the_flow_on_a_private_tls_gce_cluster(
 ) -> None:
     from oxeo_flows import deploy_flow
 
-    result = deploy_flow("flows/extract.py:extract", name="extract", stack="prod")
+    # A name of its own: the session's server keeps other tests' deployments (on other pools).
+    result = deploy_flow("flows/extract.py:extract", name=unique("extract"), stack="prod")
     assert result.runner == "vertex"
     assert result.work_pool == gcp_repo["pool"]
     flow_run_id = create_flow_run(result.deployment_id, {"tiles": TILES})
