@@ -64,9 +64,7 @@ def once(workers: int, delay: float, endpoint: str, run: int) -> tuple[float, fl
             env["CLOUD_ML_JOB_ID"] = job
             command = [sys.executable, "-m", "oxeo_flows.vertex_worker", "--project", PROJECT]
             command += ["--secret-manager-endpoint", endpoint, "--timeout", "60"]
-            procs.append(
-                subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-            )
+            procs.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
 
     threading.Thread(target=start_workers, daemon=True).start()
     time.sleep(delay)
