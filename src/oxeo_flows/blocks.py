@@ -119,6 +119,14 @@ def ensure_block(block: Block, name: str, *, dry_run: bool = False) -> BlockResu
         ```
     """
     _check_name(name)
+    from prefect.blocks.core import Block as _Block
+
+    if not isinstance(block, _Block):
+        msg = (
+            f"ensure_block needs a Prefect block instance (e.g. s3_bucket(), aws_credentials() "
+            f"or prefect.blocks.system.Secret(value=...)), got {type(block).__name__}"
+        )
+        raise ConfigError(msg)
     cls = type(block)
     slug = cls.get_block_type_slug()
     try:

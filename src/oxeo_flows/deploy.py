@@ -280,6 +280,29 @@ def _check_target(existing: Any, pool: str, stack: Stack, force: bool) -> None:
         raise DeployError(msg)
 
 
+def _check_call_arguments(parameters: Any, tags: Any, description: Any) -> None:
+    """Types of the plain arguments of `deploy_flow`, checked before anything is read."""
+    if parameters is not None and not (
+        isinstance(parameters, Mapping) and all(isinstance(k, str) for k in parameters)
+    ):
+        msg = (
+            f"parameters must be a dict of parameter name -> default value, got "
+            f"{type(parameters).__name__}; e.g. parameters={{'date': '2026-01-01'}}"
+        )
+        raise ConfigError(msg)
+    if tags is not None and (
+        isinstance(tags, str) or not all(isinstance(t, str) and t.strip() for t in tags)
+    ):
+        msg = (
+            f"tags must be a list of non-empty strings, got {tags!r}; e.g. tags=['nightly'] "
+            "(a single string is not split into tags)"
+        )
+        raise ConfigError(msg)
+    if description is not None and not isinstance(description, str):
+        msg = f"description must be a string, got {type(description).__name__}"
+        raise ConfigError(msg)
+
+
 def _schedules(schedule: Any) -> list[Any]:
     if schedule is None:
         return []
@@ -289,8 +312,11 @@ def _schedules(schedule: Any) -> list[Any]:
     if isinstance(schedule, str):
         try:
             value: Any = CronSchedule(cron=schedule)
-        except ValueError as exc:
-            msg = f"schedule {schedule!r} is not a valid cron expression: {exc}"
+        except ValueError:
+            msg = (
+                f"schedule {schedule!r} is not a valid cron expression; give five fields "
+                "MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK, e.g. '0 6 * * *' (06:00 every day)"
+            )
             raise ConfigError(msg) from None
     elif isinstance(schedule, dt.timedelta | int | float) and not isinstance(schedule, bool):
         seconds = schedule.total_seconds() if isinstance(schedule, dt.timedelta) else schedule
@@ -403,6 +429,7 @@ def deploy_flow(
             "it must be non-empty and contain no '/', '%', '&', '<' or '>'"
         )
         raise ConfigError(msg)
+    _check_call_arguments(parameters, tags, description)
     from oxeo_flows.pools.kinds import ensure_stack_pool, pool_defaults, pool_target
     from oxeo_flows.stack import resolve_stack
 

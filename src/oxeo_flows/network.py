@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ValidationError, model_validator
 
-from oxeo_flows._model import Model
+from oxeo_flows._model import Model, format_validation_error
+from oxeo_flows.errors import ConfigError
 
 __all__ = [
     "AwsNetwork",
@@ -259,6 +260,15 @@ class GcpNetwork(GcpNetworkFields):
     project: ProjectId
     network: NetworkName
 
+    def __init__(self, **data: Any) -> None:
+        # pydantic calls a custom __init__ from model_validate too: one place for ConfigError.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(exc, GcpNetwork, where="GcpNetwork(...)")
+            ) from None
+
     @property
     def network_project(self) -> str:
         """The project id that owns the network (the Shared VPC host, or ``project``)."""
@@ -341,6 +351,14 @@ class AwsNetwork(AwsNetworkFields):
     """
 
     region: AwsRegion
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(exc, AwsNetwork, where="AwsNetwork(...)")
+            ) from None
 
 
 def _check_aws_id(value: str, kind: str, what: str) -> str:

@@ -254,6 +254,17 @@ class VertexFields(Model):
                 raise ValueError(msg)
         return v
 
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            msg = (
+                "is empty: the container would run nothing; leave command out for Prefect's "
+                "default (prefect flow-run execute), or give the command to run"
+            )
+            raise ValueError(msg)
+        return v
+
     @field_validator("api_key_secret")
     @classmethod
     def _api_key_secret(cls, v: str | None) -> str | None:

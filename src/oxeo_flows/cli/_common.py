@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 
 from oxeo_flows.errors import OxeoFlowsError
@@ -102,11 +103,36 @@ def table(title: str, *columns: str | tuple[str, str]) -> Table:
     return out
 
 
+#: Set to 1 to see the traceback of an unexpected error instead of the one-line message.
+DEBUG_ENV = "OXEO_FLOWS_DEBUG"
+
+
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn our errors into a red message and exit code 1, without a traceback."""
+    """Turn errors into a red message and exit code 1, without a traceback.
+
+    Our own errors say what was wrong and how to fix it. Anything else is a bug in
+    oxeo-flows (bad input should never get that far): it is shown in one paragraph, with
+    loaded secret values masked, and its traceback only with ``OXEO_FLOWS_DEBUG=1``.
+    """
     try:
         yield
     except OxeoFlowsError as exc:
         err_console.print(styled(("Error:", "bold red"), f" {exc}"))
+        raise typer.Exit(1) from None
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        from oxeo_flows._redact import redact
+
+        text = redact(f"{type(exc).__name__}: {exc}").replace("\n", " ")
+        err_console.print(
+            styled(
+                ("Error:", "bold red"),
+                f" unexpected {text}. This is a bug in oxeo-flows, not in your input: rerun "
+                f"with {DEBUG_ENV}=1 to see the traceback, and report it.",
+            )
+        )
         raise typer.Exit(1) from None

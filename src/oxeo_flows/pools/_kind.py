@@ -218,6 +218,22 @@ def ensure_kind_pool(
     """
     from oxeo_flows.stack import resolve_stack
 
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or any(c in name for c in "/%&<>")
+    ):
+        msg = (
+            f"work pool name {name!r} is invalid: give a non-empty name without '/', '%', '&', "
+            "'<' or '>', or leave it out to use the stack's work pool"
+        )
+        raise ConfigError(msg)
+    if job is not None and not isinstance(job, kind.spec_type):
+        spec = kind.spec_type.__name__
+        helper = f" (build one with oxeo_flows.{spec.removesuffix('Job').lower()}_job(...))"
+        msg = (
+            f"job for a {kind.type!r} pool must be a {spec}"
+            f"{helper if spec.endswith('Job') else ''}, got {type(job).__name__}"
+        )
+        raise ConfigError(msg)
     the_stack = resolve_stack(stack)
     section = getattr(the_stack, kind.section) if kind.section else None
     pool = name or getattr(section, "work_pool", None) or the_stack.default_work_pool

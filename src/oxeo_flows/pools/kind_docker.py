@@ -8,6 +8,7 @@ the pool, never a password).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,9 @@ from oxeo_flows._model import build
 from oxeo_flows.docker_pool import REGISTRY_BLOCK_TYPE, DockerFields, DockerJob
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.pools._kind import BlockIds, PoolKind, layered_section, with_stack_env
+
+#: A registry host as Docker takes it: HOST[:PORT][/PATH], optionally with a URL scheme.
+_REGISTRY = re.compile(r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]*)?$")
 
 if TYPE_CHECKING:
     from prefect_docker import DockerRegistryCredentials
@@ -117,6 +121,20 @@ def docker_registry_credentials(
         msg = (
             f"docker_registry_credentials(): {' and '.join(missing)} not given and not set in "
             f"stack {the_stack.name!r} (docker.registry-url / docker.registry-username)"
+        )
+        raise ConfigError(msg)
+    if not isinstance(url, str) or not _REGISTRY.match(url.strip()):
+        msg = (
+            f"docker_registry_credentials(): registry_url {url!r} is not a registry host; give "
+            "HOST[:PORT] (optionally with https://), e.g. 'ghcr.io' or "
+            "'europe-docker.pkg.dev' (docker.registry-url)"
+        )
+        raise ConfigError(msg)
+    if password_secret is not None and not password_secret.strip():
+        msg = (
+            "docker_registry_credentials(): password_secret is empty; give the name or "
+            "reference of the secret that holds the registry password, or leave it out to use "
+            "docker.registry-password-secret"
         )
         raise ConfigError(msg)
     from oxeo_flows._extras import require

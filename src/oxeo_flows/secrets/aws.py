@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
 from oxeo_flows._redact import register_secret_value
-from oxeo_flows.errors import SecretAccessError
+from oxeo_flows.errors import ConfigError, SecretAccessError
 from oxeo_flows.secrets._base import Fetched, Lookup, SourceNotFound, SourceTransient
 
 if TYPE_CHECKING:
@@ -113,11 +113,35 @@ def secrets_manager_client(stack: Stack) -> Any:
             session = creds.get_boto3_session()
             params = getattr(creds, "aws_client_parameters", None)
             endpoint = endpoint or getattr(params, "endpoint_url", None)
+            client = _client(session, endpoint, config, stack)
         else:
-            session = boto3.session.Session(profile_name=profile, region_name=region)
-        client = session.client("secretsmanager", endpoint_url=endpoint, config=config)
+            botocore_exc = require("botocore.exceptions", "aws")
+            try:
+                session = boto3.session.Session(profile_name=profile, region_name=region)
+            except botocore_exc.ProfileNotFound:
+                msg = (
+                    f"aws: the AWS profile {profile!r} ({stack.describe('aws', 'profile')}) is "
+                    "not in ~/.aws/config; fix aws.profile, or create the profile with "
+                    "`aws configure --profile NAME`"
+                )
+                raise ConfigError(msg) from None
+            client = _client(session, endpoint, config, stack)
         _clients[key] = client
         return client
+
+
+def _client(session: Any, endpoint: str | None, config: Any, stack: Stack) -> Any:
+    """``session.client("secretsmanager")``, with a missing region named as a stack key."""
+    botocore_exc = require("botocore.exceptions", "aws")
+    try:
+        return session.client("secretsmanager", endpoint_url=endpoint, config=config)
+    except botocore_exc.NoRegionError:
+        msg = (
+            f"aws: no AWS region for Secrets Manager in stack {stack.name!r}: aws.region is not "
+            "set and neither AWS_REGION nor AWS_DEFAULT_REGION is. Set aws.region in the stack "
+            "(e.g. OXEO_FLOWS_AWS__REGION=eu-west-1), or use a profile that has a region"
+        )
+        raise ConfigError(msg) from None
 
 
 def _select(value: str, lookup: Lookup, where: str) -> str:

@@ -144,6 +144,25 @@ def _private_dir() -> Iterator[Path]:
             _live.discard(directory)
 
 
+def _check_known_hosts(text: str, label: str) -> None:
+    """Each known-hosts line is ``HOSTS KEYTYPE BASE64KEY`` (or a ``@marker`` line)."""
+    entries = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    for line in entries:
+        fields = line.split()
+        if fields[0].startswith("@"):
+            fields = fields[1:]
+        if len(fields) < 3:
+            shown = line if len(line) <= 40 else line[:40] + "..."
+            msg = (
+                f"{label}: the line {shown!r} is not a known-hosts entry (HOST KEYTYPE KEY); "
+                "get the lines with `ssh-keyscan HOST`"
+            )
+            raise ConfigError(msg)
+    if not entries:
+        msg = f"{label} is empty; give the host keys (`ssh-keyscan HOST`), or leave it out"
+        raise ConfigError(msg)
+
+
 @contextmanager
 def ssh_key_file(
     name: str,
@@ -178,10 +197,31 @@ def ssh_key_file(
         ```
     """
     secret = load_secret(name, sources=sources, version=version, stack=stack)
+    text = _normalise_key(secret.get_secret_value())
+    _check_private_key(text, name)
     with _private_dir() as directory:
         path = directory / "id_key"
-        _write_private(path, _normalise_key(secret.get_secret_value()))
+        _write_private(path, text)
         yield path
+
+
+def _check_private_key(text: str, name: str) -> None:
+    """Refuse a value that is not a private key (ssh would fail later with a vague error)."""
+    if "-----BEGIN " in text and "PRIVATE KEY-----" in text:
+        return
+    first = text.lstrip().split(" ", 1)[0]
+    if first.startswith(("ssh-", "ecdsa-", "sk-")):
+        what = "an SSH public key"
+    elif text.startswith("PuTTY-User-Key-File"):
+        what = "a PuTTY key (.ppk)"
+    else:
+        what = "not a private key"
+    msg = (
+        f"secret {name!r} is {what}; ssh_key_file needs a private key in OpenSSH or PEM form "
+        "(a value starting with '-----BEGIN OPENSSH PRIVATE KEY-----'). Store the private key "
+        "file's contents in the secret (convert a .ppk with `puttygen KEY.ppk -O private-openssh`)"
+    )
+    raise ConfigError(msg)
 
 
 def ssh_command(
@@ -276,12 +316,17 @@ def git_ssh_env(
     with ssh_key_file(name, sources=sources, stack=stack) as key:
         hosts_file: Path | None = None
         if lines is not None:
+            _check_known_hosts(lines, "known_hosts_secret" if known_hosts_secret else "known_hosts")
             hosts_file = key.parent / "known_hosts"
             _write_private(hosts_file, _normalise_key(lines))
         elif known_hosts_file is not None:
             hosts_file = Path(known_hosts_file).expanduser().resolve()
             if not hosts_file.is_file():
-                msg = f"known_hosts_file {str(hosts_file)!r} does not exist"
+                state = "is a directory" if hosts_file.is_dir() else "does not exist"
+                msg = (
+                    f"known_hosts_file {str(hosts_file)!r} {state}; give a known-hosts file "
+                    "(e.g. from `ssh-keyscan github.com > known_hosts`)"
+                )
                 raise ConfigError(msg)
         yield {
             "GIT_SSH_COMMAND": ssh_command(

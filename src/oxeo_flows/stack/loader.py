@@ -18,7 +18,7 @@ from oxeo_flows.stack.model import Stack
 
 ENV_PREFIX = "OXEO_FLOWS_"
 #: Environment variables with the prefix that are not stack keys.
-RESERVED_ENV = frozenset({"OXEO_FLOWS_STACK", "OXEO_FLOWS_CONFIG"})
+RESERVED_ENV = frozenset({"OXEO_FLOWS_STACK", "OXEO_FLOWS_CONFIG", "OXEO_FLOWS_DEBUG"})
 LOCAL = "local"
 _FREEFORM = frozenset({"labels", "env", "variables", "parameters", "tags", "pools"})
 

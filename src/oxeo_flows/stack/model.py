@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ _POOL_ONLY = frozenset({"type", "description", "concurrency_limit", "adopt"})
 _MERGED_TABLES = frozenset({"env", "labels"})
 #: Pool type -> the stack section it layers over.
 _LAYERED_ON = {"vertex-ai": "vertex", "docker": "docker"}
+#: The values of ``pools.<name>.type``.
+_POOL_TYPES = ("vertex-ai", "docker", "process")
 
 
 class Stack(Model):
@@ -132,6 +135,29 @@ class Stack(Model):
                 data[key] = value
         where = f"pools.{name} of stack {self.name!r} (layered over [{_LAYERED_ON[section.type]}])"
         return build(type(base), data, where=where, prefix=f"pools.{name}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_types(cls, data: Any) -> Any:
+        """Name a missing or misspelt ``pools.<name>.type`` with the valid types."""
+        pools = data.get("pools") if isinstance(data, dict) else None
+        if not isinstance(pools, dict):
+            return data
+        for name, section in pools.items():
+            if not isinstance(section, dict):
+                continue
+            kind = section.get("type")
+            if kind in _POOL_TYPES:
+                continue
+            valid = ", ".join(repr(t) for t in _POOL_TYPES)
+            if kind is None:
+                msg = f"pools.{name}.type is required: set type = one of {valid}"
+            else:
+                close = difflib.get_close_matches(str(kind), _POOL_TYPES, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                msg = f"pools.{name}.type {kind!r} is not a pool type; {hint}use one of {valid}"
+            raise ValueError(msg)
+        return data
 
     @model_validator(mode="after")
     def _layered_pools(self) -> Stack:
