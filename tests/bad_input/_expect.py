@@ -13,6 +13,11 @@ from oxeo_flows.errors import OxeoFlowsError
 RAW = ("errors.pydantic.dev", "Traceback", "validation error for", "[type=")
 
 
+def cases(table: list[Any]) -> list[Any]:
+    """Rows ``(id, *values)`` as `pytest.param` with that id; `pytest.param` rows pass through."""
+    return [row if hasattr(row, "marks") else pytest.param(*row[1:], id=row[0]) for row in table]
+
+
 def expect(
     error: type[OxeoFlowsError], call: Callable[[], Any], field: str, fix: str | tuple[str, ...]
 ) -> str:

@@ -6,7 +6,7 @@ import pytest
 
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.stack import load_stack, resolve_stack
-from tests.bad_input._expect import expect
+from tests.bad_input._expect import cases, expect
 
 HEAD = '[tool.oxeo-flows]\ndefault-stack = "p"\n[tool.oxeo-flows.stacks.p]\n'
 
@@ -150,4 +150,29 @@ CALL_CASES = [
     ("call", "field", "fix"), [c[1:] for c in CALL_CASES], ids=[c[0] for c in CALL_CASES]
 )
 def test_bad_call(call, field: str, fix: str) -> None:
+    expect(ConfigError, call, field, fix)
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "fix"),
+    cases(
+        [
+            ("load-name-int", lambda: load_stack(3), "stack must be", "a stack name or None"),
+            ("load-name-bytes", lambda: load_stack(b"p"), "got bytes", "a stack name"),
+            (
+                "overrides-list",
+                lambda: load_stack(overrides=[("gcp", 1)]),
+                "overrides",
+                "nested like the TOML",
+            ),
+            (
+                "overrides-string",
+                lambda: load_stack(overrides="gcp.region=x"),
+                "overrides",
+                "{'gcp': {'region': 'europe-west4'}}",
+            ),
+        ]
+    ),
+)
+def test_bad_load_arguments(call, field: str, fix: str) -> None:
     expect(ConfigError, call, field, fix)

@@ -135,6 +135,15 @@ def _client(session: Any, endpoint: str | None, config: Any, stack: Stack) -> An
     botocore_exc = require("botocore.exceptions", "aws")
     try:
         return session.client("secretsmanager", endpoint_url=endpoint, config=config)
+    except ValueError as exc:
+        if "endpoint" not in str(exc).lower():
+            raise
+        msg = (
+            f"aws: the Secrets Manager endpoint {endpoint!r} (aws.endpoint-url of stack "
+            f"{stack.name!r}, or AWS_ENDPOINT_URL) is not a URL; give e.g. "
+            "'https://secretsmanager.eu-west-1.amazonaws.com' or 'http://127.0.0.1:5000'"
+        )
+        raise ConfigError(msg) from None
     except botocore_exc.NoRegionError:
         msg = (
             f"aws: no AWS region for Secrets Manager in stack {stack.name!r}: aws.region is not "

@@ -261,6 +261,15 @@ def load_stack(
         print(stack.name, stack.dask.backend)
         ```
     """
+    if name is not None and not isinstance(name, str):
+        msg = f"stack must be a Stack, a stack name or None, got {type(name).__name__}"
+        raise ConfigError(msg)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        msg = (
+            f"overrides must be a mapping nested like the TOML, e.g. "
+            f"{{'gcp': {{'region': 'europe-west4'}}}}, got {type(overrides).__name__}"
+        )
+        raise ConfigError(msg)
     env = os.environ if environ is None else environ
     path = find_config_file(Path(project_dir) if project_dir is not None else None)
     table = _read_table(path) if path else {}

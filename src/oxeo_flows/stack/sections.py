@@ -45,6 +45,11 @@ class GcpEndpoints(Model):
     service_networking: str | None = None
     """Service Networking API base URL override (used by `doctor`)."""
 
+    @field_validator("secret_manager", "aiplatform", "compute", "service_networking")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return None if v is None else check_endpoint(v, schemes=("http", "https"), need_port=False)
+
 
 class GcpSection(GcpNetworkFields):
     """``[gcp]``: the Google Cloud project and its private network."""
@@ -87,6 +92,20 @@ class AwsSection(AwsNetworkFields):
     """Role to assume for every AWS call."""
     credentials_block: str | None = None
     """Name of a saved `AwsCredentials` block."""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if "://" not in v:
+            msg = (
+                f"{v!r} is not an endpoint URL; give the scheme too, e.g. "
+                "'https://vpce-0123.secretsmanager.eu-west-1.vpce.amazonaws.com' "
+                "or 'http://127.0.0.1:5000' for a local emulator"
+            )
+            raise ValueError(msg)
+        return check_endpoint(v, schemes=("http", "https"), need_port=False)
 
     @model_validator(mode="after")
     def _network(self) -> AwsSection:
@@ -197,6 +216,42 @@ class DockerSection(DockerFields):
     """Name of the `DockerRegistryCredentials` block."""
     work_pool: str | None = None
     """Work pool deployments of this stack use for the `docker` runner."""
+
+
+def check_endpoint(value: str, *, schemes: tuple[str, ...], need_port: bool) -> str:
+    """Check ``[SCHEME://]HOST[:PORT][/PATH]``; plain ``http://`` only to a loopback host.
+
+    Raises:
+        ValueError: The endpoint is malformed, or sends plaintext to another machine.
+    """
+    from oxeo_flows._loopback import endpoint_host, is_loopback_host
+
+    text = value.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else None
+    host = endpoint_host(text) if text else ""
+    rest = text.split("://", 1)[-1].split("/", 1)[0]
+    port = rest.rsplit(":", 1)[1] if ":" in rest and not rest.endswith("]") else None
+    example = "e.g. 'https://secretmanager.googleapis.com' or '127.0.0.1:8085'"
+    if not text or any(c.isspace() for c in text) or not host:
+        msg = f"{value!r} is not an endpoint; give HOST:PORT or a URL ({example})"
+        raise ValueError(msg)
+    if scheme is not None and scheme not in schemes:
+        msg = f"{value!r}: scheme {scheme!r} is not supported; use {' or '.join(f'{s}://' for s in schemes)}"
+        raise ValueError(msg)
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        msg = f"{value!r}: port {port!r} is not a port number 1-65535"
+        raise ValueError(msg)
+    if need_port and port is None:
+        msg = f"{value!r} has no port; give HOST:PORT ({example})"
+        raise ValueError(msg)
+    if scheme == "http" and not is_loopback_host(host):
+        msg = (
+            f"{value!r} is plain http:// to {host!r}, which is not this machine: credentials and "
+            "secret values would cross the network unencrypted. Use https:// (plain http only "
+            "for an emulator on 127.0.0.1 / localhost)"
+        )
+        raise ValueError(msg)
+    return value
 
 
 def _plain_error(check: Any, value: str, label: str) -> str:
