@@ -123,7 +123,7 @@ def test_aws_endpoint_env_not_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def _with(section: str, key: str, value: str):  # noqa: ANN202 - a lambda factory
+def _with(section: str, key: str, value: str):
     return lambda: load_stack(overrides={section: {key: value}}, environ={})
 
 
@@ -287,7 +287,10 @@ def test_ssh_key_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     expect(SecretNotFoundError, use, "EMPTY_DEPLOY_KEY is empty", "Create it in one of these")
 
 
-KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
 
 GIT_CASES = [
     (

@@ -236,7 +236,8 @@ def check_endpoint(value: str, *, schemes: tuple[str, ...], need_port: bool) -> 
         msg = f"{value!r} is not an endpoint; give HOST:PORT or a URL ({example})"
         raise ValueError(msg)
     if scheme is not None and scheme not in schemes:
-        msg = f"{value!r}: scheme {scheme!r} is not supported; use {' or '.join(f'{s}://' for s in schemes)}"
+        allowed = " or ".join(f"{s}://" for s in schemes)
+        msg = f"{value!r}: scheme {scheme!r} is not supported; use {allowed}"
         raise ValueError(msg)
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         msg = f"{value!r}: port {port!r} is not a port number 1-65535"
