@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import os
 import re
 import sys
@@ -149,13 +150,17 @@ def _on_sys_path(path: Path) -> Iterator[None]:
 
 
 def _load_flow(root: Path, entrypoint: str) -> Any:
-    if ":" not in entrypoint:
-        msg = f"entrypoint {entrypoint!r} must be 'path/to/file.py:flow_function'"
+    file, _, func = entrypoint.rpartition(":") if isinstance(entrypoint, str) else ("", "", "")
+    if not file.strip() or not func.strip():
+        msg = (
+            f"entrypoint {entrypoint!r} must be 'path/to/file.py:flow_function', "
+            "e.g. 'flows/extract.py:extract'"
+        )
         raise ConfigError(msg)
-    file, _, func = entrypoint.rpartition(":")
     path = (root / file).resolve()
     if not path.is_file():
-        msg = f"entrypoint file {file!r} does not exist under {root}"
+        state = "is a directory" if path.is_dir() else "does not exist"
+        msg = f"entrypoint file {file!r} {state} under {root}; give the flow's .py file"
         raise ConfigError(msg)
     if root.resolve() not in path.parents:
         msg = f"entrypoint {entrypoint!r} is outside the project directory {root}"
@@ -285,9 +290,14 @@ def _check_call_arguments(parameters: Any, tags: Any, description: Any) -> None:
     if parameters is not None and not (
         isinstance(parameters, Mapping) and all(isinstance(k, str) for k in parameters)
     ):
+        got = (
+            "a dict with non-string keys"
+            if isinstance(parameters, Mapping)
+            else type(parameters).__name__
+        )
         msg = (
-            f"parameters must be a dict of parameter name -> default value, got "
-            f"{type(parameters).__name__}; e.g. parameters={{'date': '2026-01-01'}}"
+            f"parameters must be a dict of parameter name -> default value, got {got}; "
+            "e.g. parameters={'date': '2026-01-01'}"
         )
         raise ConfigError(msg)
     if tags is not None and (
@@ -301,6 +311,16 @@ def _check_call_arguments(parameters: Any, tags: Any, description: Any) -> None:
     if description is not None and not isinstance(description, str):
         msg = f"description must be a string, got {type(description).__name__}"
         raise ConfigError(msg)
+
+
+#: The longest schedule interval accepted, in seconds (a year).
+_MAX_INTERVAL = 366 * 24 * 3600.0
+
+
+def _is_prefect_schedule(value: Any) -> bool:
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+    return isinstance(value, CronSchedule | IntervalSchedule | RRuleSchedule)
 
 
 def _schedules(schedule: Any) -> list[Any]:
@@ -320,12 +340,21 @@ def _schedules(schedule: Any) -> list[Any]:
             raise ConfigError(msg) from None
     elif isinstance(schedule, dt.timedelta | int | float) and not isinstance(schedule, bool):
         seconds = schedule.total_seconds() if isinstance(schedule, dt.timedelta) else schedule
-        if seconds <= 0:
-            msg = f"schedule interval must be positive, got {schedule!r}"
+        if not math.isfinite(seconds) or seconds <= 0 or seconds > _MAX_INTERVAL:
+            msg = (
+                f"schedule interval must be a positive, finite number of seconds (at most "
+                f"{_MAX_INTERVAL:.0f}, a year) or a timedelta, got {schedule!r}"
+            )
             raise ConfigError(msg)
         value = IntervalSchedule(interval=dt.timedelta(seconds=seconds))
-    else:
+    elif _is_prefect_schedule(schedule):
         value = schedule
+    else:
+        msg = (
+            f"schedule must be a cron string ('0 6 * * *'), an interval (seconds or a "
+            f"timedelta) or a Prefect schedule, got {type(schedule).__name__}"
+        )
+        raise ConfigError(msg)
     return [DeploymentScheduleCreate(schedule=value, active=True)]
 
 
@@ -436,7 +465,8 @@ def deploy_flow(
     the_stack = resolve_stack(stack)
     root = Path(src).resolve()
     if not root.is_dir():
-        msg = f"project directory {str(root)!r} does not exist"
+        state = "is a file" if root.exists() else "does not exist"
+        msg = f"project directory {str(root)!r} {state}; give src= the directory of the project"
         raise ConfigError(msg)
     flow = _load_flow(root, entrypoint)
     _check_parameters(flow, parameters or {})
