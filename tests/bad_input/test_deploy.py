@@ -27,7 +27,7 @@ def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pkg.py").mkdir()
 
 
-def _deploy(**kwargs):  # noqa: ANN202
+def _deploy(**kwargs: object) -> object:
     args = {"entrypoint": "f.py:f", "name": "bad-input", "dry_run": True, **kwargs}
     return lambda: deploy_flow(**args)
 

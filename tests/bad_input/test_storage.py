@@ -22,7 +22,7 @@ def _xfail(reason: str) -> Any:
 
 
 BUCKET_CASES = [
-    ("none-configured", lambda: s3_bucket(), "storage.bucket", "OXEO_FLOWS_STORAGE__BUCKET"),
+    ("none-configured", s3_bucket, "storage.bucket", "OXEO_FLOWS_STORAGE__BUCKET"),
     ("underscore", lambda: s3_bucket("Bad_Bucket"), "bucket argument", NAMES),
     ("s3-url", lambda: s3_bucket("s3://b-ok/x"), "bucket argument", "put a path in 'folder'"),
     ("too-short", lambda: s3_bucket("ab"), "bucket argument", "3 to 63 characters"),
