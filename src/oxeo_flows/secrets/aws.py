@@ -133,10 +133,17 @@ def secrets_manager_client(stack: Stack) -> Any:
 def _client(session: Any, endpoint: str | None, config: Any, stack: Stack) -> Any:
     """``session.client("secretsmanager")``, with a missing region named as a stack key."""
     botocore_exc = require("botocore.exceptions", "aws")
+    no_region = (
+        f"aws: no AWS region for Secrets Manager in stack {stack.name!r}: aws.region is not "
+        "set and neither AWS_REGION nor AWS_DEFAULT_REGION is. Set aws.region in the stack "
+        "(e.g. OXEO_FLOWS_AWS__REGION=eu-west-1), or use a profile that has a region"
+    )
+    if not str(getattr(session, "region_name", None) or "").strip():
+        raise ConfigError(no_region)
     try:
         return session.client("secretsmanager", endpoint_url=endpoint, config=config)
     except ValueError as exc:
-        if "endpoint" not in str(exc).lower():
+        if not endpoint or "endpoint" not in str(exc).lower():
             raise
         msg = (
             f"aws: the Secrets Manager endpoint {endpoint!r} (aws.endpoint-url of stack "
@@ -145,12 +152,7 @@ def _client(session: Any, endpoint: str | None, config: Any, stack: Stack) -> An
         )
         raise ConfigError(msg) from None
     except botocore_exc.NoRegionError:
-        msg = (
-            f"aws: no AWS region for Secrets Manager in stack {stack.name!r}: aws.region is not "
-            "set and neither AWS_REGION nor AWS_DEFAULT_REGION is. Set aws.region in the stack "
-            "(e.g. OXEO_FLOWS_AWS__REGION=eu-west-1), or use a profile that has a region"
-        )
-        raise ConfigError(msg) from None
+        raise ConfigError(no_region) from None
 
 
 def _select(value: str, lookup: Lookup, where: str) -> str:
