@@ -66,6 +66,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _public(value: Any) -> Any:
+    """Like `_plain`, with the values of secret fields left out (they are stored encrypted)."""
+    plain = _plain(value)
+
+    def strip(item: Any) -> Any:
+        if isinstance(item, tuple) and len(item) == 2 and item[0] == "secret":
+            return None
+        if isinstance(item, dict):
+            return {k: strip(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [strip(v) for v in item]
+        return item
+
+    return strip(plain)
+
+
 def _shown(value: Any) -> Any:
     if isinstance(value, tuple) and len(value) == 2 and value[0] == "secret":
         return _MASK
@@ -129,6 +145,10 @@ def ensure_block(block: Block, name: str, *, dry_run: bool = False) -> BlockResu
         raise ConfigError(msg)
     cls = type(block)
     slug = cls.get_block_type_slug()
+    from oxeo_flows._redact import refuse_loaded_secrets
+
+    # Secret fields (SecretStr) are the place for secrets; any other field is stored readable.
+    refuse_loaded_secrets(_public(block), where=f"block {slug}/{name}")
     try:
         existing = _load(cls, name)
     except BlockError:

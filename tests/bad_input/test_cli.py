@@ -19,6 +19,7 @@ OPEN_VERTEX = (
     'image = "europe-docker.pkg.dev/my-proj-1/flows/etl:1"\nregion = "europe-west4"\n'
     'service-account = "flows-runner@my-proj-1.iam.gserviceaccount.com"\n'
 )
+VGCP = HEAD + 'runner = "vertex"\n[tool.oxeo-flows.stacks.p.gcp]\nproject = "my-proj-1"\n'
 FLOW = "from prefect import flow\n\n@flow\ndef f(date: str = 'x'):\n    pass\n"
 
 # (id, argv, stack file body or None, extra env, [texts the output must contain])
@@ -245,6 +246,35 @@ CASES = [
         {},
         ["pools.a.type", "did you mean 'vertex-ai'?"],
     ),
+    (
+        "apply-bad-network-name",
+        ["apply", "--dry-run"],
+        VGCP + 'network = "Bad_Net"\n',
+        {},
+        ["gcp.network", "lowercase letters, digits and hyphens"],
+    ),
+    (
+        "apply-host-number-without-host",
+        ["apply", "--dry-run"],
+        VGCP + 'network = "net"\nhost-project-number = "123456789012"\n',
+        {},
+        ["host-project-number", "set both for a Shared VPC"],
+    ),
+    (
+        "apply-subnetwork-without-region",
+        ["apply", "--dry-run"],
+        VGCP + 'network = "net"\nsubnetwork = "sub"\n',
+        {},
+        ["subnetwork 'sub'", "needs a region"],
+    ),
+    (
+        "vertex-job-variables-bad-network",
+        ["vertex", "job-variables"],
+        VGCP + 'network = "Bad_Net"\n',
+        {},
+        ["gcp.network", "lowercase letters"],
+    ),
+    ("stack-show-non-utf8", ["stack", "show"], "\udcff", {}, ["not UTF-8", "re-save it as UTF-8"]),
     ("doctor-broken-toml", ["doctor"], BROKEN, {}, ["not valid TOML", "fix:"]),
     ("doctor-json-non-utf8", ["doctor", "--json"], "\udcff", {}, ["UTF-8", '"fix"']),
     ("demo-bad-tiles", ["demo", "--tiles", "-1"], None, {}, ["--tiles", "greater than or equal"]),

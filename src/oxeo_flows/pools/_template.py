@@ -463,6 +463,21 @@ def _check_args(name: str, concurrency_limit: int | None) -> None:
         raise ConfigError(msg)
 
 
+def _check_stored(name: str, defaults: Any, extensions: Any, description: Any) -> None:
+    """What the pool stores in Prefect: the right shapes, and no secret value loaded here."""
+    from oxeo_flows._redact import refuse_loaded_secrets
+
+    if not isinstance(defaults, Mapping):
+        msg = (
+            f"defaults of work pool {name!r} must be a dict of job variable -> default value, "
+            f"got {type(defaults).__name__}"
+        )
+        raise ConfigError(msg)
+    refuse_loaded_secrets(dict(defaults), where=f"the job variables of work pool {name!r}")
+    refuse_loaded_secrets(dict(extensions or {}), where=f"the extensions of work pool {name!r}")
+    refuse_loaded_secrets(description or "", where=f"the description of work pool {name!r}")
+
+
 # ----------------------------------------------------------------------------- I/O
 
 
@@ -515,6 +530,7 @@ def ensure_pool(
         ```
     """
     _check_args(name, concurrency_limit)
+    _check_stored(name, defaults, extensions, description)
     type_template, ours = _prepare(type, defaults)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
