@@ -156,6 +156,22 @@ SubnetworkName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "subn
 RangeName = Annotated[str, AfterValidator(lambda v: check_gcp_name(v, "reserved IP range"))]
 
 
+class _BuiltByUsers:
+    """Mixin of specs users build directly: a validation error becomes a `ConfigError`.
+
+    pydantic calls a custom ``__init__`` from ``model_validate`` too, so this is the one place.
+    """
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            cls = type(self)
+            assert issubclass(cls, Model)
+            message = format_validation_error(exc, cls, where=f"{cls.__name__}(...)")
+            raise ConfigError(message) from None
+
+
 class GcpNetworkFields(Model):
     """The fields of a GCP network, all optional, with their checks.
 
@@ -232,7 +248,7 @@ class GcpNetworkFields(Model):
         return self
 
 
-class GcpNetwork(GcpNetworkFields):
+class GcpNetwork(_BuiltByUsers, GcpNetworkFields):
     """A VPC network (and optionally a subnetwork) in a GCP project, possibly a Shared VPC.
 
     Attributes:
@@ -259,15 +275,6 @@ class GcpNetwork(GcpNetworkFields):
 
     project: ProjectId
     network: NetworkName
-
-    def __init__(self, **data: Any) -> None:
-        # pydantic calls a custom __init__ from model_validate too: one place for ConfigError.
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(exc, GcpNetwork, where="GcpNetwork(...)")
-            ) from None
 
     @property
     def network_project(self) -> str:
@@ -340,7 +347,7 @@ class AwsNetworkFields(Model):
     """Security group ids (`sg-...`)."""
 
 
-class AwsNetwork(AwsNetworkFields):
+class AwsNetwork(_BuiltByUsers, AwsNetworkFields):
     """A VPC in one AWS region, with the subnets and security groups to place instances in.
 
     Attributes:
@@ -351,14 +358,6 @@ class AwsNetwork(AwsNetworkFields):
     """
 
     region: AwsRegion
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(exc, AwsNetwork, where="AwsNetwork(...)")
-            ) from None
 
 
 def _check_aws_id(value: str, kind: str, what: str) -> str:

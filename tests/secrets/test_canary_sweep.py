@@ -12,7 +12,6 @@ tests.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import uuid
@@ -24,20 +23,10 @@ import pytest
 
 from oxeo_flows.errors import ConfigError
 from tests.cli._run import run_cli
+from tests.secrets.test_leaks import _Everything
 
 CANARY = "canarysweep" + uuid.uuid4().hex
 AWS_CANARY = "awscanary" + uuid.uuid4().hex
-
-
-class _Everything(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        self.texts: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        attrs = {k: repr(v) for k, v in record.__dict__.items() if k != "exc_info"}
-        self.texts.append(self.format(record) + "\n" + json.dumps(attrs))
 
 
 @pytest.fixture
