@@ -160,3 +160,10 @@ def test_registry_password_not_found_names_source(stack_file) -> None:
         "Create it in one of these sources",
     )
     assert "env" in message
+
+
+def test_factory_error_has_one_header(stack_file) -> None:
+    stack_file(HEAD)
+    message = expect(ConfigError, lambda: docker_job(imagee="x"), "imagee", "did you mean")
+    assert message.count("Invalid configuration") == 1
+    assert message.startswith("Invalid configuration in docker_job() (stack 'd'")

@@ -226,8 +226,8 @@ FACTORY_CASES = [
         "override-typo",
         OPEN,
         lambda: vertex_job(machine_typ="x"),
-        "machine-typ",
-        "did you mean 'machine-type'?",
+        "'machine_typ'",
+        "did you mean 'machine_type'?",
     ),
     (
         "override-bad-gpu",
@@ -236,6 +236,14 @@ FACTORY_CASES = [
         "takes no GPUs",
         "n1 machine types",
     ),
+    (
+        "override-typo-before-network",
+        OPEN.replace("private-network = false\n", ""),
+        lambda: vertex_job(machine_typ="x"),
+        "'machine_typ'",
+        "did you mean 'machine_type'?",
+    ),
+    ("override-unknown", OPEN, lambda: vertex_job(gpu="T4"), "'gpu'", "VertexJob fields are"),
     ("unknown-pool", OPEN, lambda: vertex_job(pool="nope"), "pool 'nope'", "defined: (none)"),
     ("stack-int", OPEN, lambda: vertex_job(stack=3), "stack must be", "a stack name or None"),
     (

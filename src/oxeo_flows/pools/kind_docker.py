@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from oxeo_flows._model import build
 from oxeo_flows.docker_pool import REGISTRY_BLOCK_TYPE, DockerFields, DockerJob
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.pools._kind import BlockIds, PoolKind, layered_section, with_stack_env
@@ -75,7 +74,10 @@ def docker_job(
         data["registry_credentials"] = section.registry_credentials_block
     data.update(overrides)
     where = f"docker_job() (stack {the_stack.name!r}: docker section and arguments)"
-    return build(DockerJob, data, where=where)
+    try:
+        return DockerJob(**data)
+    except ConfigError as exc:  # name where the values came from, once
+        raise ConfigError(str(exc).replace("DockerJob(...)", where, 1)) from None
 
 
 def docker_registry_credentials(

@@ -121,6 +121,7 @@ def vertex_job(
     """
     from oxeo_flows.stack import resolve_stack
 
+    _check_override_names(overrides)
     the_stack = resolve_stack(stack)
     section, path = layered_section(the_stack, KIND, pool)
     assert isinstance(section, VertexFields)
@@ -161,6 +162,23 @@ def vertex_job(
     return VertexJob.build(
         data, where=f"vertex_job() for stack {the_stack.name!r}", origin_of=origin_of
     )
+
+
+def _check_override_names(overrides: Mapping[str, Any]) -> None:
+    """Name a misspelt keyword before the stack's checks (e.g. the private network) run."""
+    import difflib
+
+    valid = sorted(VertexJob.model_fields)
+    for key in overrides:
+        if key in VertexJob.model_fields:
+            continue
+        close = difflib.get_close_matches(str(key).replace("-", "_"), valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "remove it"
+        msg = (
+            f"vertex_job() got an unknown argument {key!r} ({hint}); VertexJob fields are: "
+            f"{', '.join(valid)}"
+        )
+        raise ConfigError(msg)
 
 
 def credentials_block(stack: Stack, pool: str | None) -> str | None:
