@@ -315,3 +315,32 @@ def test_cli_bad_input(
     error = result.stderr.strip()
     assert "\n\n" not in error, error
     assert len(error.splitlines()) <= 20, error
+
+
+def test_unexpected_error_is_one_masked_paragraph(monkeypatch, capsys) -> None:
+    """The last line of defence: a bug's exception is shown in one paragraph, secrets masked."""
+    import typer
+
+    from oxeo_flows.cli._common import friendly_errors
+    from oxeo_flows.secrets import load_secret
+
+    monkeypatch.setenv("CLI_NET_CANARY", "clinetcanary0123456789abcdef")
+    value = load_secret("cli-net-canary", sources=["env"]).get_secret_value()
+    with pytest.raises(typer.Exit) as info, friendly_errors():
+        raise KeyError(f"lookup\nof {value}")
+    assert info.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert "unexpected KeyError" in err
+    assert "rerun with OXEO_FLOWS_DEBUG=1" in err
+    assert value not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_debug_variable_shows_the_traceback(monkeypatch) -> None:
+    from oxeo_flows.cli._common import friendly_errors
+    from oxeo_flows.stack import load_stack
+
+    monkeypatch.setenv("OXEO_FLOWS_DEBUG", "1")
+    assert load_stack().name == "local"  # not read as a stack key
+    with pytest.raises(ZeroDivisionError), friendly_errors():
+        _ = 1 / 0
