@@ -72,6 +72,14 @@ def aws_credentials(*, stack: Stack | str | None = None, **overrides: Any) -> Aw
     profile = overrides.get("profile_name", section.profile)
     endpoint = overrides.get("endpoint_url", section.endpoint_url)
     role = overrides.get("assume_role_arn", section.assume_role_arn)
+    if "region_name" in overrides and region is not None:
+        from oxeo_flows.network import check_aws_region
+
+        try:
+            check_aws_region(str(region))
+        except ValueError as exc:
+            msg = f"region_name argument: {exc}"
+            raise ConfigError(msg) from None
     if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
         where = (
             "endpoint_url argument"

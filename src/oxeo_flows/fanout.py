@@ -334,6 +334,12 @@ def map_in_chunks(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             msg = f"map_in_chunks {name} must be a positive integer, got {value!r}"
             raise ConfigError(msg)
+    if isinstance(tiles, (str, bytes)) or not isinstance(tiles, Iterable):
+        msg = (
+            f"map_in_chunks tiles must be an iterable of tiles (a list, a generator, ...), "
+            f"got {type(tiles).__name__} {tiles!r:.80}"
+        )
+        raise ConfigError(msg)
     if FlowRunContext.get() is None:
         msg = "map_in_chunks runs inside a flow (it submits task runs to the flow's task runner)"
         raise ConfigError(msg)

@@ -315,14 +315,15 @@ class GcpNetwork(_BuiltByUsers, GcpNetworkFields):
         )
 
 
-def _aws_region(value: str) -> str:
+def check_aws_region(value: str) -> str:
+    """Validate an AWS region such as ``eu-west-1``."""
     if not _AWS_REGION.match(value):
         msg = f"{value!r} is not an AWS region (expected something like 'eu-west-1')"
         raise ValueError(msg)
     return value
 
 
-AwsRegion = Annotated[str, AfterValidator(_aws_region)]
+AwsRegion = Annotated[str, AfterValidator(check_aws_region)]
 """An AWS region such as ``eu-west-1``."""
 VpcId = Annotated[str, AfterValidator(lambda v: _check_aws_id(v, "vpc", "VPC id"))]
 """A VPC id (``vpc-...``)."""

@@ -11,8 +11,6 @@ from oxeo_flows import map_in_chunks
 from oxeo_flows.errors import ConfigError
 from tests.bad_input._expect import cases, expect
 
-FANOUT = "needs fix in fanout.py (owned by no helper this session)"
-
 
 def double(x: int) -> int:
     return 2 * x
@@ -46,14 +44,12 @@ TILE_CASES = [
         "tiles",
         "an iterable of tiles",
         id="tiles-none",
-        marks=pytest.mark.xfail(strict=True, reason=FANOUT),
     ),
     pytest.param(
         7,
         "tiles",
         "an iterable of tiles",
         id="tiles-int",
-        marks=pytest.mark.xfail(strict=True, reason=FANOUT),
     ),
 ]
 
