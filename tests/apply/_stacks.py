@@ -66,3 +66,29 @@ type = "vertex-ai"
 machine-type = "n1-standard-8"
 """
     )
+
+
+def pair_stack(one: str, two: str) -> str:
+    """Two small stacks, ``one-<one>`` and ``two-<two>``, each with its own blocks and pool."""
+    return "\n".join(_small_stack(f"one-{one}", one) + _small_stack(f"two-{two}", two))
+
+
+def _small_stack(stack: str, uid: str) -> list[str]:
+    base = f"tool.oxeo-flows.stacks.{stack}"
+    return [
+        f"[{base}.aws]",
+        'region = "eu-west-1"',
+        f'credentials-block = "aws-{uid}"',
+        f"[{base}.storage]",
+        f'bucket = "oxeo-code-{uid}"',
+        f'block-name = "code-{uid}"',
+        f"[{base}.docker]",
+        'registry-url = "ghcr.io"',
+        'registry-username = "oxeo-bot"',
+        f'registry-credentials-block = "ghcr-{uid}"',
+        f"[{base}.pools.process-{uid}]",
+        'type = "process"',
+        'working-dir = "/srv/flows"',
+        f"[{base}.variables]",
+        f'greeting-{uid} = "hello"',
+    ]
