@@ -3,6 +3,29 @@
 from __future__ import annotations
 
 
+def block_names(uid: str) -> list[tuple[str, str]]:
+    """``(type slug, name)`` of the three blocks `full_stack` / `pair_stack` declare."""
+    return [
+        ("aws-credentials", f"aws-{uid}"),
+        ("s3-bucket", f"code-{uid}"),
+        ("docker-registry-credentials", f"ghcr-{uid}"),
+    ]
+
+
+def assert_blocks_marked(uid: str) -> None:
+    """Each of the stack's blocks has its marker variable on the server."""
+    from prefect.client.orchestration import get_client
+
+    from oxeo_flows.apply import MANAGED_TAG, block_marker
+
+    with get_client(sync_client=True) as client:
+        for slug, name in block_names(uid):
+            marker = client.read_variable_by_name(block_marker(slug, name))
+            assert marker is not None, f"{slug}/{name} has no marker"
+            assert MANAGED_TAG in marker.tags
+            assert marker.value == {"managed-by": "oxeo-flows", "block": f"{slug}/{name}"}
+
+
 def full_stack(uid: str, *, machine: str = "n1-standard-4", greeting: str = "hello") -> str:
     """A stack declaring three pools (vertex-ai, docker, process), blocks and variables."""
     return f"""

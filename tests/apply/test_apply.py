@@ -12,11 +12,10 @@ from oxeo_flows.apply import (
     UNMANAGED_NOTE,
     ApplyPlan,
     apply_stack,
-    block_marker,
 )
 from oxeo_flows.errors import ApplyError, ConfigError
 from oxeo_flows.pools import MANAGED_MARKER
-from tests.apply._stacks import full_stack, invalid_pool_stack
+from tests.apply._stacks import assert_blocks_marked, full_stack, invalid_pool_stack
 from tests.fakes.proxy import CountingProxy
 
 
@@ -70,17 +69,9 @@ def test_first_apply_creates_second_apply_writes_nothing(
         assert var is not None
         assert var.value == ["31UFU", "31UFT"]
         assert MANAGED_TAG in var.tags
-        for slug, name in [
-            ("s3-bucket", f"code-{uid}"),
-            ("docker-registry-credentials", f"ghcr-{uid}"),
-            ("aws-credentials", f"aws-{uid}"),
-        ]:
-            marker = client.read_variable_by_name(block_marker(slug, name))
-            assert marker is not None, f"no marker for {slug}/{name}"
-            assert MANAGED_TAG in marker.tags
-            assert marker.value == {"managed-by": "oxeo-flows", "block": f"{slug}/{name}"}
         process = client.read_work_pool(f"process-{uid}")
         assert process.concurrency_limit == 4
+    assert_blocks_marked(uid)
 
     counted.reset()
     again = apply_stack()

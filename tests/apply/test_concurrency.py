@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from oxeo_flows.apply import MANAGED_TAG, ApplyPlan, apply_stack, block_marker
+from oxeo_flows.apply import MANAGED_TAG, ApplyPlan, apply_stack
 from oxeo_flows.pools import MANAGED_MARKER
 from oxeo_flows.stack import resolve_stack
-from tests.apply._stacks import full_stack, pair_stack
+from tests.apply._stacks import assert_blocks_marked, full_stack, pair_stack
 
 ROUNDS = 3
 
@@ -69,18 +69,6 @@ def _client() -> Any:
     return get_client(sync_client=True)
 
 
-def _assert_marked(uid: str) -> None:
-    with _client() as client:
-        for slug, name in [
-            ("aws-credentials", f"aws-{uid}"),
-            ("s3-bucket", f"code-{uid}"),
-            ("docker-registry-credentials", f"ghcr-{uid}"),
-        ]:
-            marker = client.read_variable_by_name(block_marker(slug, name))
-            assert marker is not None, f"{slug}/{name} lost its marker"
-            assert MANAGED_TAG in marker.tags
-
-
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_two_stacks_applied_at_once_keep_their_blocks(
     prefect_api: str, stack_file: Callable[..., Any], round_: int
@@ -95,8 +83,8 @@ def test_two_stacks_applied_at_once_keep_their_blocks(
     for result in results:
         plan = _plan(result)
         assert {i.status for i in plan.items} == {"applied"}, plan.to_dict()
-    _assert_marked(one)
-    _assert_marked(two)
+    assert_blocks_marked(one)
+    assert_blocks_marked(two)
 
     # Both stacks still recognise their own blocks: nothing to write, nothing refused.
     _all_unchanged(apply_stack(first))
@@ -118,7 +106,7 @@ def test_one_stack_applied_twice_at_once_ends_consistent(
     for plan in plans:
         # Each saw every object as created or updated by itself or by the other: never refused.
         assert {i.status for i in plan.items} == {"applied"}, plan.to_dict()
-    _assert_marked(uid)
+    assert_blocks_marked(uid)
     with _client() as client:
         for pool in (f"vertex-{uid}", f"docker-{uid}", f"process-{uid}"):
             template = client.read_work_pool(pool).base_job_template

@@ -118,6 +118,53 @@ def test_server_gone_fails_within_the_timeout_naming_the_url(
     assert plan.writes == 0
 
 
+@pytest.fixture
+def hanging(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """PREFECT_API_URL at a loopback socket that accepts connections and never answers."""
+    import socket
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)  # the kernel accepts; nobody ever reads or answers
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+        with temporary_settings({PREFECT_API_URL: url}):
+            monkeypatch.setenv("PREFECT_API_URL", url)
+            yield url
+
+
+def test_hanging_server_gives_up_and_leaves_prefect_settings_alone(
+    hanging: str, stack_file: Callable[..., Any], uid: str
+) -> None:
+    import contextvars
+    import threading
+
+    from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES
+
+    before = (PREFECT_CLIENT_MAX_RETRIES.value(), PREFECT_API_REQUEST_TIMEOUT.value())
+    stack_file(full_stack(uid))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            apply_stack(timeout=1)
+        except ApplyError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    thread.start()
+    # While the apply waits, the rest of the process keeps Prefect's own settings.
+    seen = (PREFECT_CLIENT_MAX_RETRIES.value(), PREFECT_API_REQUEST_TIMEOUT.value())
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "apply did not give up"
+    assert seen == before
+    assert (PREFECT_CLIENT_MAX_RETRIES.value(), PREFECT_API_REQUEST_TIMEOUT.value()) == before
+    assert len(errors) == 1
+    assert hanging in str(errors[0])
+    assert "nothing was written" in str(errors[0])
+
+
 def test_timeout_must_be_positive_seconds(stack_file: Callable[..., Any], uid: str) -> None:
     stack_file(full_stack(uid))
     for bad in (0, -1, float("nan"), True, "30"):

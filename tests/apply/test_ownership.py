@@ -14,7 +14,7 @@ from oxeo_flows.apply import (
     block_marker,
 )
 from oxeo_flows.errors import ApplyError, ConfigError
-from tests.apply._stacks import full_stack
+from tests.apply._stacks import block_names, full_stack
 from tests.fakes.proxy import CountingProxy
 
 
@@ -27,14 +27,6 @@ def _client() -> Any:
     from prefect.client.orchestration import get_client
 
     return get_client(sync_client=True)
-
-
-def _blocks(uid: str) -> list[tuple[str, str]]:
-    return [
-        ("aws-credentials", f"aws-{uid}"),
-        ("s3-bucket", f"code-{uid}"),
-        ("docker-registry-credentials", f"ghcr-{uid}"),
-    ]
 
 
 def _list_in_legacy_registry(entries: list[str]) -> list[str]:
@@ -61,7 +53,7 @@ def test_blocks_of_0_2_0_are_recognised_and_migrated(
     apply_stack()
     # Back to what 0.2.0 left: the blocks exist, no marker variables.
     with _client() as client:
-        for slug, name in _blocks(uid):
+        for slug, name in block_names(uid):
             client.delete_variable_by_name(block_marker(slug, name))
 
     # Without a marker and not in the registry, a block is someone else's: refused.
@@ -69,11 +61,11 @@ def test_blocks_of_0_2_0_are_recognised_and_migrated(
         apply_stack()
     assert f"block 's3-bucket/code-{uid}' already exists and was not created" in str(info.value)
 
-    registry = _list_in_legacy_registry([f"{slug}/{name}" for slug, name in _blocks(uid)])
+    registry = _list_in_legacy_registry([f"{slug}/{name}" for slug, name in block_names(uid)])
     counted.reset()
     plan = apply_stack()
     items = {i.name: i for i in plan.items if i.kind == "block"}
-    for slug, name in _blocks(uid):
+    for slug, name in block_names(uid):
         assert items[name].action == "update"
         assert items[name].changes == {
             "(marker)": (f"listed in {MANAGED_BLOCKS_VARIABLE}", block_marker(slug, name))
@@ -82,7 +74,7 @@ def test_blocks_of_0_2_0_are_recognised_and_migrated(
     # Only the three markers were written; the registry is read, never written.
     assert sorted(counted.writes) == [("POST", "/api/variables/")] * 3
     with _client() as client:
-        for slug, name in _blocks(uid):
+        for slug, name in block_names(uid):
             assert client.read_variable_by_name(block_marker(slug, name)) is not None
         legacy = client.read_variable_by_name(MANAGED_BLOCKS_VARIABLE)
         assert legacy is not None
