@@ -208,3 +208,27 @@ def test_cli_server_gone_names_the_url_without_traceback(
     data = json.loads(_run("apply", "--json", "--timeout", "1").stdout)
     assert data["type"] == "ApplyError"
     assert nowhere in data["error"]
+
+
+def test_cli_server_dying_mid_apply_json_gives_each_status(
+    faulty: DroppingProxy, stack_file: Callable[..., Any], uid: str
+) -> None:
+    import json
+
+    stack_file(full_stack(uid))
+    first, second, third = _pools(uid)
+    faulty.die_after("/work_pools/", answer=False)  # committed, unanswered, then gone
+    result = _run("apply", "--json", "--timeout", "1.5")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    data = json.loads(result.stdout)
+    assert data["type"] == "ApplyError"
+    status = {i["name"]: i["status"] for i in data["plan"]["items"]}
+    assert (status[first], status[second], status[third]) == (
+        "unknown",
+        "not applied",
+        "not applied",
+    )
+    assert status[f"greeting-{uid}"] == "applied"
+    assert data["plan"]["unknown"] == 1
+    assert "re-run apply; it is idempotent" in data["error"]
