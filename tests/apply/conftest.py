@@ -1,4 +1,4 @@
-"""Fixtures for apply / doctor tests: a counting proxy in front of the real Prefect server."""
+"""Fixtures for apply / doctor tests: proxies (counting, faulty) in front of the real server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.apply._faults import DroppingProxy
 from tests.fakes.proxy import CountingProxy
 
 
@@ -16,6 +17,16 @@ def counted(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Count
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with CountingProxy(prefect_api) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
+        monkeypatch.setenv("PREFECT_API_URL", proxy.url)
+        yield proxy
+
+
+@pytest.fixture
+def faulty(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DroppingProxy]:
+    """The Prefect API behind a proxy that can lose answers and die; PREFECT_API_URL -> proxy."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with DroppingProxy(prefect_api) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
         monkeypatch.setenv("PREFECT_API_URL", proxy.url)
         yield proxy
 

@@ -15,7 +15,7 @@ from oxeo_flows.apply import (
 )
 from oxeo_flows.errors import ApplyError, ConfigError
 from oxeo_flows.pools import MANAGED_MARKER
-from tests.apply._stacks import full_stack, invalid_pool_stack
+from tests.apply._stacks import assert_blocks_marked, full_stack, invalid_pool_stack
 from tests.fakes.proxy import CountingProxy
 
 
@@ -69,13 +69,9 @@ def test_first_apply_creates_second_apply_writes_nothing(
         assert var is not None
         assert var.value == ["31UFU", "31UFT"]
         assert MANAGED_TAG in var.tags
-        registry = client.read_variable_by_name(MANAGED_BLOCKS_VARIABLE)
-        assert registry is not None
-        assert f"s3-bucket/code-{uid}" in registry.value
-        assert f"docker-registry-credentials/ghcr-{uid}" in registry.value
-        assert f"aws-credentials/aws-{uid}" in registry.value
         process = client.read_work_pool(f"process-{uid}")
         assert process.concurrency_limit == 4
+    assert_blocks_marked(uid)
 
     counted.reset()
     again = apply_stack()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from oxeo_flows._apply_calls import DEFAULT_TIMEOUT
 from oxeo_flows.cli._common import console, err_console, styled, table
 
 if TYPE_CHECKING:
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 EXIT_DRIFT = 2
 
 _ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim"}
+#: How a failed apply's table marks each item's status (unchanged items get no mark).
+_STATUS_MARK = {
+    "applied": (" ✓", "green"),
+    "unknown": (" ? unknown", "bold yellow"),
+    "not applied": (" ✗ not applied", "red"),
+}
+_FAILED_TITLE = "plan (✓ applied, ? unknown: sent but no answer, ✗ not applied)"
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
@@ -63,12 +71,13 @@ def _changes(item: Any) -> Text:
     return out
 
 
-def _plan_table(plan: ApplyPlan, *, title: str) -> Table:
+def _plan_table(plan: ApplyPlan, *, title: str, failed: bool = False) -> Table:
     out = table(title, "action", "object", "changes")
     for item in plan.items:
         action = styled((item.action, _ACTION_STYLE[item.action]))
-        if item.applied:
-            action.append(" ✓", style="green")
+        mark = _STATUS_MARK.get(item.status)
+        if mark is not None and (failed or item.status == "applied"):
+            action.append(mark[0], style=mark[1])
         obj = styled(f"{item.kind} ", (item.name, "bold"))
         if item.type != item.kind:
             obj.append(f"\n{item.type}", style="dim")
@@ -80,7 +89,7 @@ def _emit_json(data: dict[str, Any]) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
 
 
-def apply(
+def apply(  # noqa: PLR0917 - a typer command: options are parameters
     stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
     check: bool = typer.Option(
@@ -90,17 +99,25 @@ def apply(
         False, "--adopt", help="Take over existing objects that oxeo-flows did not create."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    timeout: float = typer.Option(
+        DEFAULT_TIMEOUT,
+        "--timeout",
+        metavar="SECONDS",
+        help="Give up on a Prefect API call that gets no answer after this long.",
+    ),
 ) -> None:
     """Create or update the work pools, blocks and variables the stack declares.
 
     Exit codes: 0 applied or unchanged, 1 validation or API error, 2 drift found with --check.
+    After an API failure the table marks each item: ✓ applied, ? unknown (the write was sent
+    but no answer came back), ✗ not applied; running apply again is always safe.
     """
     from oxeo_flows.apply import ApplyPlan, apply_stack
     from oxeo_flows.errors import ApplyError, OxeoFlowsError
 
     read_only = dry_run or check
     try:
-        plan = apply_stack(stack, dry_run=read_only, adopt=adopt)
+        plan = apply_stack(stack, dry_run=read_only, adopt=adopt, timeout=timeout)
     except OxeoFlowsError as exc:
         partial = exc.plan if isinstance(exc, ApplyError) else None
         if not isinstance(partial, ApplyPlan):
@@ -112,7 +129,7 @@ def apply(
             _emit_json(payload)
         else:
             if partial is not None and partial.items:
-                console.print(_plan_table(partial, title="plan (✓ = applied)"))
+                console.print(_plan_table(partial, title=_FAILED_TITLE, failed=True))
             err_console.print(styled(("Error:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
     if as_json:
