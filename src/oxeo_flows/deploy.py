@@ -493,6 +493,11 @@ def deploy_flow(
         block = _storage_block(the_stack, sync_report.folder, s3_bucket)
         block_name = storage_block_name(the_stack, sync_report.folder)
         block_result = ensure_block(block, block_name, dry_run=dry_run)
+        if not dry_run:
+            from oxeo_flows.apply._blocks import mark_block
+
+            # The block is ours now: a later `apply` of the stack manages it without --adopt.
+            mark_block(block.get_block_type_slug(), block_name)
         pull_steps = [{"oxeo_flows.steps.pull_code": {"block": block_name}}]
         source = sync_report.url
     else:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from oxeo_flows._apply_calls import DEFAULT_TIMEOUT
+from oxeo_flows.apply._calls import DEFAULT_TIMEOUT
 from oxeo_flows.cli._common import console, err_console, styled, table
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from oxeo_flows._apply_plan import BLOCK_MARKER_PREFIX, MANAGED_BLOCKS_VARIABLE
+from oxeo_flows.apply._plan import BLOCK_MARKER_PREFIX, MANAGED_BLOCKS_VARIABLE
 from oxeo_flows.errors import OxeoFlowsError
 
 if TYPE_CHECKING:

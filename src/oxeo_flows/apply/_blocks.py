@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oxeo_flows._apply_plan import (
+from oxeo_flows.apply._plan import (
     CONCURRENT_NOTE,
     MANAGED_BLOCKS_VARIABLE,
     MANAGED_TAG,
@@ -36,10 +36,10 @@ from oxeo_flows._apply_plan import (
 from oxeo_flows.errors import ApplyError
 
 if TYPE_CHECKING:
-    from oxeo_flows._apply_build import BlockSpec
-    from oxeo_flows._apply_calls import ApiCalls
+    from oxeo_flows.apply._build import BlockSpec
+    from oxeo_flows.apply._calls import ApiCalls
 
-__all__ = ["ApiState", "client", "plan_blocks", "plan_variables", "read_state"]
+__all__ = ["ApiState", "client", "mark_block", "plan_blocks", "plan_variables", "read_state"]
 
 
 def client() -> Any:
@@ -148,6 +148,17 @@ def _create_marker(api: Any, slug: str, name: str) -> None:
     # 409: already marked, by a concurrent apply or by one interrupted after the marker.
     with contextlib.suppress(ObjectAlreadyExists):
         api.create_variable(marker)
+
+
+def mark_block(slug: str, name: str) -> None:
+    """Mark a block document as managed by oxeo-flows (idempotent; for `deploy_flow`).
+
+    Args:
+        slug: The block type slug, e.g. ``s3-bucket``.
+        name: The block document name.
+    """
+    with client() as api:
+        _create_marker(api, slug, name)
 
 
 def _block_writer(

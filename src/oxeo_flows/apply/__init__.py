@@ -20,7 +20,7 @@ into Prefect work pools, blocks and variables, in three phases:
 
 Waiting: a Prefect API call that gets no answer is retried, when that is safe, for at most
 ``timeout`` seconds (default 30) instead of Prefect's two minutes of client retries; the
-override is scoped to the apply (see `oxeo_flows._apply_calls`).
+override is scoped to the apply (see `oxeo_flows.apply._calls`).
 
 What is managed, and how oxeo-flows recognises its own objects (the *marker*):
 
@@ -55,8 +55,8 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from oxeo_flows._apply_calls import DEFAULT_TIMEOUT, ApiCalls, check_timeout, classify
-from oxeo_flows._apply_plan import (
+from oxeo_flows.apply._calls import DEFAULT_TIMEOUT, ApiCalls, check_timeout, classify
+from oxeo_flows.apply._plan import (
     BLOCK_MARKER_PREFIX,
     CONCURRENT_NOTE,
     MANAGED_BLOCKS_VARIABLE,
@@ -71,7 +71,7 @@ from oxeo_flows._apply_plan import (
 from oxeo_flows.errors import ApplyError, ConfigError, OxeoFlowsError
 
 if TYPE_CHECKING:
-    from oxeo_flows._apply_build import BlockSpec, PoolSpec
+    from oxeo_flows.apply._build import BlockSpec, PoolSpec
     from oxeo_flows.stack import Stack
 
 __all__ = [
@@ -166,7 +166,7 @@ def apply_stack(
             print(item.kind, item.name, item.action, item.changes)
         ```
     """
-    from oxeo_flows._apply_build import build_blocks, build_pools, build_variables
+    from oxeo_flows.apply._build import build_blocks, build_pools, build_variables
     from oxeo_flows.stack import resolve_stack
 
     calls = ApiCalls(check_timeout(timeout))
@@ -204,7 +204,7 @@ def _plan(
     adopt: bool,
     dry_run: bool,
 ) -> ApplyPlan:
-    from oxeo_flows._apply_blocks import plan_blocks, plan_variables, read_state
+    from oxeo_flows.apply._blocks import plan_blocks, plan_variables, read_state
     from oxeo_flows.errors import MissingExtraError
 
     plan = ApplyPlan(stack=stack.name, dry_run=dry_run)
