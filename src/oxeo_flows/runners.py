@@ -173,6 +173,7 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "auto_shutdown": vm.auto_shutdown,
         "labels": dict(vm.labels),
         "tls": _tls_enabled(stack, settings),
+        "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
     }
     for key, value in (
@@ -180,6 +181,7 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         ("source_image", vm.source_image),
         ("service_account", vm.service_account or gcp.service_account),
         ("compute_endpoint", gcp.endpoints.compute),
+        ("secret_manager_endpoint", gcp.endpoints.secret_manager),
     ):
         if value:
             kwargs[key] = value
@@ -244,6 +246,7 @@ def _ec2_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "bootstrap": vm.bootstrap,
         "tags": dict(vm.tags),
         "tls": _tls_enabled(stack, settings),
+        "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
     }
     for key, value in (

@@ -51,6 +51,16 @@ class DaskTlsSection(Model):
     key_secret: str | None = Field(
         default=None, description="Secret holding the client private key PEM."
     )
+    # -- h12tls: how GCE/EC2 VMs get their role's certificate ----------------------------
+    vm_certificates: Literal["secret", "metadata"] = Field(
+        default="secret",
+        description=(
+            "gcp/ec2 backends: 'secret' (default) — each VM reads its role's certificate and "
+            "key from a per-cluster Secret Manager / Secrets Manager secret at boot (the image "
+            "needs oxeo-flows); 'metadata' — they travel in the VMs' cloud-init, readable by "
+            "anyone who may read the instance (weaker; for images without oxeo-flows)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_source_each(self) -> DaskTlsSection:
