@@ -135,22 +135,40 @@ def runner_class() -> type[Any]:
             self.stack_name = stack_name
             self.parameters = dict(parameters or {})
             self._oxeo_owned = False
+            self._oxeo_security: Any = None
+
+        def _oxeo_settings(self) -> dict[str, Any]:
+            """The constructor arguments: settings only, never a connection or TLS material.
+
+            The ``security`` this runner added to ``client_kwargs`` when it connected (it holds
+            the client's private key) is left out; a copy loads it again when it connects.
+            """
+            client_kwargs = dict(self.client_kwargs)
+            ours = getattr(self, "_oxeo_security", None)
+            if ours is not None and client_kwargs.get("security") is ours:
+                del client_kwargs["security"]
+            return {
+                "backend": self.backend,
+                "start_timeout": self.start_timeout,
+                "tls": self.tls,
+                "stack_name": self.stack_name,
+                "parameters": self.parameters,
+                "address": self.address,
+                "cluster_class": self.cluster_class,
+                "cluster_kwargs": self.cluster_kwargs,
+                "adapt_kwargs": self.adapt_kwargs,  # type: ignore[has-type]
+                "client_kwargs": client_kwargs,
+                "performance_report_path": self.performance_report_path,
+            }
 
         def duplicate(self) -> Any:
             """A new runner with the same settings (Prefect calls this per flow run)."""
-            return type(self)(
-                backend=self.backend,
-                start_timeout=self.start_timeout,
-                tls=self.tls,
-                stack_name=self.stack_name,
-                parameters=self.parameters,
-                address=self.address,
-                cluster_class=self.cluster_class,
-                cluster_kwargs=self.cluster_kwargs,
-                adapt_kwargs=self.adapt_kwargs,  # type: ignore[has-type]
-                client_kwargs=self.client_kwargs,
-                performance_report_path=self.performance_report_path,
-            )
+            return type(self)(**self._oxeo_settings())
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            # Pickled (by Prefect, with the flow) as its settings, like `duplicate`: a live
+            # client, cluster or the client's TLS key never travels; a copy connects anew.
+            return (_rebuild, (type(self), self._oxeo_settings()))
 
         def __eq__(self, other: object) -> bool:
             return (
@@ -202,6 +220,7 @@ def runner_class() -> type[Any]:
             hint = f"Configured as dask.address (backend 'address', stack {stack})."
             probe_scheduler(self.address, timeout=self.start_timeout, security=security, hint=hint)
             if security is not None:
+                self._oxeo_security = security
                 self.client_kwargs["security"] = security
             self.client_kwargs.setdefault("timeout", max(deadline.remaining(), 1.0))
 
@@ -232,6 +251,11 @@ def runner_class() -> type[Any]:
     OxeoDaskTaskRunner.__qualname__ = "OxeoDaskTaskRunner"
     _CLASS["runner"] = OxeoDaskTaskRunner
     return OxeoDaskTaskRunner
+
+
+def _rebuild(cls: type[Any], settings: dict[str, Any]) -> Any:
+    """Unpickle an `OxeoDaskTaskRunner` from its settings."""
+    return cls(**settings)
 
 
 def _start_local(cls: Any, kwargs: dict[str, Any], timeout: float) -> Any:
