@@ -177,6 +177,7 @@ def ec2_cluster(
     tls_delivery: Delivery = "secret",
     start_timeout: float = 600.0,
     cluster_name: str | None = None,
+    reuse: bool = False,
     flow_run_id: str | None = None,
     stack_name: str | None = None,
     endpoint_url: str | None = None,
@@ -213,6 +214,8 @@ def ec2_cluster(
         start_timeout: Deadline for instance creation + scheduler reachable + first workers.
         cluster_name: Name used in tags (default: a fresh ``oxeo-XXXXXXXX``).
         flow_run_id: Flow run id for the tags (default: the current flow run).
+        reuse: The cluster outlives this flow run (`oxeo_flows.clusters.reuse`): the client's
+            TLS pair is kept in the per-cluster secret ``oxeo-dask-<name>-client`` too.
         stack_name: Stack name for the tags.
         endpoint_url: EC2 and Secrets Manager endpoint (default ``AWS_ENDPOINT_URL``).
         boto_session: An ``aiobotocore`` session to use (e.g. with event hooks).
@@ -234,6 +237,7 @@ def ec2_cluster(
     vm_tls = issue_vm_tls(
         tls,
         name,
+        client_secret=reuse,
         delivery=tls_delivery,
         location=f"aws:{region}",
         endpoint=endpoint,

@@ -326,6 +326,7 @@ def gcp_cluster(
     secret_manager_endpoint: str | None = None,
     start_timeout: float = 600.0,
     cluster_name: str | None = None,
+    reuse: bool = False,
     flow_run_id: str | None = None,
     stack_name: str | None = None,
     compute_endpoint: str | None = None,
@@ -370,6 +371,8 @@ def gcp_cluster(
         start_timeout: Deadline for VM creation + scheduler reachable + first workers.
         cluster_name: Name used in labels (default: a fresh ``oxeo-XXXXXXXX``).
         flow_run_id: Flow run id for the labels (default: the current flow run).
+        reuse: The cluster outlives this flow run (`oxeo_flows.clusters.reuse`): the client's
+            TLS pair is kept in the per-cluster secret ``oxeo-dask-<name>-client`` too.
         stack_name: Stack name for the labels.
         compute_endpoint: ``gcp.endpoints.compute`` (``HOST:PORT`` or a base URL); a loopback
             endpoint is plaintext and anonymous.
@@ -397,6 +400,7 @@ def gcp_cluster(
     vm_tls = issue_vm_tls(
         tls,
         name,
+        client_secret=reuse,
         delivery=tls_delivery,
         location=f"gcp:{project}",
         endpoint=secret_manager_endpoint,

@@ -136,6 +136,7 @@ def runner_class() -> type[Any]:
             self.parameters = dict(parameters or {})
             self._oxeo_owned = False
             self._oxeo_security: Any = None
+            self._oxeo_runtime_address = False  # set by a reused cluster, not a setting
 
         def _oxeo_settings(self) -> dict[str, Any]:
             """The constructor arguments: settings only, never a connection or TLS material.
@@ -153,7 +154,7 @@ def runner_class() -> type[Any]:
                 "tls": self.tls,
                 "stack_name": self.stack_name,
                 "parameters": self.parameters,
-                "address": self.address,
+                "address": None if self._oxeo_runtime_address else self.address,
                 "cluster_class": self.cluster_class,
                 "cluster_kwargs": self.cluster_kwargs,
                 "adapt_kwargs": self.adapt_kwargs,  # type: ignore[has-type]
@@ -238,6 +239,9 @@ def runner_class() -> type[Any]:
                 from prefect.utilities.importtools import from_qualified_name
 
                 cls = from_qualified_name(cls)
+            if kwargs.get("reuse") and self.backend in ("gcp", "ec2"):
+                self._oxeo_reuse(cls, kwargs)
+                return
             if self.backend in ("gcp", "ec2", "vertex"):
                 # These factories enforce the deadline themselves, and clean up after it.
                 kwargs.setdefault("start_timeout", self.start_timeout)
@@ -246,6 +250,40 @@ def runner_class() -> type[Any]:
                 cluster = _start_local(cls, kwargs, self.start_timeout)
             self._cluster = self._exit_stack.enter_context(cluster)
             self._oxeo_owned = True
+
+        def _oxeo_reuse(self, cls: Any, kwargs: dict[str, Any]) -> None:
+            """Connect to the running named cluster, or start it and let it outlive the run."""
+            from oxeo_flows.clusters.address import probe_scheduler
+            from oxeo_flows.clusters.reuse import detach, find_reusable
+
+            deadline = Deadline(self.start_timeout)
+            name = kwargs["cluster_name"]
+            found = find_reusable(self.backend, kwargs)
+            if found is not None:
+                address, security = found.address, found.security
+                self.logger.info("Connecting to the running Dask cluster %s at %s", name, address)
+            else:
+                kwargs.setdefault("start_timeout", self.start_timeout)
+                address, security = detach(cls(**kwargs))
+                self.logger.info(
+                    "Started Dask cluster %s at %s; it stays up after this flow run (it ends "
+                    "by dask.idle-timeout or `oxeo-flows clusters stop %s`)",
+                    name,
+                    address,
+                    name,
+                )
+            hint = (
+                f"The reusable Dask cluster {name!r} ({self.backend}). If its scheduler is gone, "
+                f"run `oxeo-flows clusters stop {name}` and start the flow again."
+            )
+            probe_scheduler(
+                address, timeout=max(deadline.remaining(), 1.0), security=security, hint=hint
+            )
+            self._oxeo_security = security
+            self.client_kwargs["security"] = security
+            self.client_kwargs.setdefault("timeout", max(deadline.remaining(), 1.0))
+            self.address = address
+            self._oxeo_runtime_address = True
 
     OxeoDaskTaskRunner.__module__ = __name__
     OxeoDaskTaskRunner.__qualname__ = "OxeoDaskTaskRunner"

@@ -319,6 +319,23 @@ class DaskSection(Model):
             "the network can send it tasks). Off: a tcp:// address is refused."
         ),
     )
+    # -- h12tls: named clusters that outlive their flow run --------------------------------
+    cluster_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9-]{0,39}$",
+        description=(
+            "gcp/ec2 backends: the cluster's name (its label / tag); with reuse, later flow "
+            "runs connect to the running cluster of this name."
+        ),
+    )
+    reuse: bool = Field(
+        default=False,
+        description=(
+            "gcp/ec2 backends: keep the named cluster (cluster-name) running after the flow "
+            "run and connect to it from later runs; it ends by dask.idle-timeout or "
+            "`oxeo-flows clusters stop NAME`."
+        ),
+    )
     tls: DaskTlsSection = DaskTlsSection()
     gcp: DaskGcpSection = DaskGcpSection()
     ec2: DaskEc2Section = DaskEc2Section()
@@ -386,6 +403,19 @@ class DaskSection(Model):
                 "dask.tls (ca/cert/key files or secrets), or opt in with dask.plaintext = true"
             )
             raise ValueError(msg)
+        if self.reuse:
+            if self.backend not in ("gcp", "ec2"):
+                msg = f"reuse applies to the gcp and ec2 backends, not {self.backend!r}"
+                raise ValueError(msg)
+            if not self.cluster_name:
+                msg = "reuse needs cluster-name: the name later flow runs find the cluster by"
+                raise ValueError(msg)
+            if self.adapt is not None:
+                msg = (
+                    "adapt does not apply with reuse: a reused cluster is not scaled by any one "
+                    "flow run; set n-workers instead"
+                )
+                raise ValueError(msg)
         if self.n_workers == 0 and self.adapt is None:
             msg = (
                 "n-workers is 0 and adapt is not set: no worker would ever run a task and the "
