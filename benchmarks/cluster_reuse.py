@@ -98,7 +98,8 @@ def main() -> None:
             assert sum(c.startswith("insert ") for c in compute.calls) == inserts
             stop_cluster(f"bench-{i}", stack=stack)
             compute.wait_idle()
-            assert compute.vms == {} and sm.secrets == {}
+            assert compute.vms == {}
+            assert sm.secrets == {}
     for kind, label in (("cold", "run 1 (cold start)"), ("reuse", "run 2 (reuse)")):
         med = {k: statistics.median(r[k] for r in rows[kind]) for k in ("client", "workers")}
         print(

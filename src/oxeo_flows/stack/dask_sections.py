@@ -322,7 +322,6 @@ class DaskSection(Model):
     # -- h12tls: named clusters that outlive their flow run --------------------------------
     cluster_name: str | None = Field(
         default=None,
-        pattern=r"^[a-z][a-z0-9-]{0,39}$",
         description=(
             "gcp/ec2 backends: the cluster's name (its label / tag); with reuse, later flow "
             "runs connect to the running cluster of this name."
@@ -346,6 +345,18 @@ class DaskSection(Model):
     def _address(cls, v: str | None) -> str | None:
         if v is not None:
             parse_scheduler_address(v)
+        return v
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", v):
+            msg = (
+                f"{v!r} is not a cluster name: use lowercase letters, digits and '-', starting "
+                "with a letter, at most 40 characters (it is a GCE label value and part of "
+                "secret ids), e.g. 'shared-etl'"
+            )
+            raise ValueError(msg)
         return v
 
     @field_validator("adapt")
