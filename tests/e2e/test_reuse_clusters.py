@@ -104,3 +104,70 @@ def test_a_named_cluster_outlives_its_run_is_reused_and_stopped(
     assert compute.vms == {}
     assert compute.processes() == []
     assert sm.secrets == {}
+
+
+EC2_STACK = """
+[tool.oxeo-flows]
+default-stack = "shared"
+
+[tool.oxeo-flows.stacks.shared.aws]
+region = "{region}"
+endpoint-url = "{endpoint}"
+vpc = "{vpc}"
+subnets = ["{subnet}"]
+security-groups = ["{group}"]
+
+[tool.oxeo-flows.stacks.shared.dask]
+backend = "ec2"
+start-timeout = 60
+n-workers = 1
+cluster-name = "{name}"
+reuse = true
+
+[tool.oxeo-flows.stacks.shared.dask.ec2]
+ami = "{ami}"
+docker-image = "x/flows:1"
+"""
+
+
+def test_a_named_ec2_cluster_is_found_by_its_tags_and_stopped(
+    tmp_path: Path, ec2_emulator: Any
+) -> None:
+    from oxeo_flows import dask_runner
+    from oxeo_flows.cli import app
+
+    emu = ec2_emulator
+    name = "shared-reuse-2"
+    (tmp_path / "pyproject.toml").write_text(
+        EC2_STACK.format(
+            region=emu.region,
+            endpoint=emu.endpoint_url,
+            vpc=emu.vpc_id,
+            subnet=emu.subnet_id,
+            group=emu.security_group_id,
+            ami=emu.client().describe_images()["Images"][0]["ImageId"],
+            name=name,
+        )
+    )
+    sm = emu.client("secretsmanager")
+
+    def run() -> int:
+        runner: Any = dask_runner()
+        with runner:
+            return int(runner.client.submit(lambda x: x + 1, 41).result(timeout=60))
+
+    assert run() == 42
+    booted = set(emu.instances)
+    assert len(booted) == 2
+    assert len(emu.live_instances()) == 2  # still running after the runner closed
+    assert len(sm.list_secrets()["SecretList"]) == 3
+    assert run() == 42
+    assert set(emu.instances) == booted  # connected, nothing launched
+
+    stopped = CliRunner().invoke(app, ["clusters", "stop", name])
+    assert stopped.exit_code == 0, stopped.output
+    assert f"Stopped Dask cluster {name}: deleted 2 VM(s)" in stopped.output
+    emu.wait_idle()
+    assert emu.live_instances() == []
+    assert sm.list_secrets()["SecretList"] == []
+    assert emu.processes() == []
