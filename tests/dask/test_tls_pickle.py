@@ -7,6 +7,7 @@ pickles what tasks close over. The client's private key must not travel in eithe
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 
 import cloudpickle
 import pytest
@@ -19,6 +20,25 @@ def _fragments(pem: str) -> list[str]:
     return [body[i : i + 16] for i in range(16, len(body) - 16, 16)]
 
 
+@pytest.fixture
+def no_default_client() -> Iterator[None]:
+    """No leftover default Dask client of an earlier test in this session.
+
+    prefect_dask's runner connects to the cluster of any live default client it finds
+    (``distributed.get_client()``) instead of its address; a test elsewhere that leaves one
+    would make this one test that test's cluster.
+    """
+    from distributed import client as dask_client
+
+    saved = dict(dask_client._global_clients)
+    dask_client._global_clients.clear()
+    try:
+        yield
+    finally:
+        dask_client._global_clients.update(saved)
+
+
+@pytest.mark.usefixtures("no_default_client")
 def test_a_connected_tls_runner_and_its_duplicate_pickle_no_key(
     prefect_api: str,
     tls_cluster: str,

@@ -13,6 +13,7 @@ pair is read into memory only, never written to disk.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,21 +179,32 @@ def stop_cluster(name: str, *, stack: Stack | str | None = None) -> dict[str, li
     from oxeo_flows.stack import resolve_stack
 
     resolved = resolve_stack(stack)
-    vms = list_cluster_vms(resolved, cluster=name)
+    backend = str(resolved.dask.backend)
+    clouds: list[str] | None = [backend] if backend in ("gcp", "ec2") else None
+    if clouds is None:
+        clouds = [
+            c for c, on in (("gcp", resolved.gcp.project), ("ec2", resolved.aws.region)) if on
+        ]
+    if not clouds:
+        msg = (
+            f"stack {resolved.name!r} has neither gcp.project nor aws.region, so there is "
+            "nowhere to look for the cluster; choose a stack with --stack"
+        )
+        raise ConfigError(msg)
+    vms = list_cluster_vms(resolved, clouds=clouds, cluster=name)
     if vms:
         delete_cluster_vms(vms, stack=resolved)
     secrets: list[str] = []
-    if resolved.gcp.project:
+    if "gcp" in clouds:
         secrets += delete_cluster_secrets(
             name,
             project=resolved.gcp.project,
             endpoint=resolved.gcp.endpoints.secret_manager,
         )
-    if resolved.aws.region:
+    if "ec2" in clouds:
         secrets += delete_cluster_secrets(
-            name, region=resolved.aws.region, endpoint=resolved.aws.endpoint_url
+            name,
+            region=resolved.aws.region,
+            endpoint=resolved.aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
         )
-    if not resolved.gcp.project and not resolved.aws.region:
-        msg = f"stack {resolved.name!r} has neither gcp.project nor aws.region"
-        raise ConfigError(msg)
     return {"vms": [vm.id for vm in vms], "secrets": secrets}
