@@ -404,7 +404,10 @@ def gcp_cluster(
         delivery=tls_delivery,
         location=f"gcp:{project}",
         endpoint=secret_manager_endpoint,
-        labels={k: v for k, v in all_labels.items() if k in (LABEL_CLUSTER, LABEL_STACK)},
+        labels={
+            "oxeo-flows": "dask-cluster",
+            **{k: v for k, v in all_labels.items() if k in (LABEL_CLUSTER, LABEL_STACK)},
+        },
     )
     security: Any = vm_tls.client_security() if vm_tls else False
     remote: dict[str, Any] = vm_tls.shared_config() if vm_tls else {}

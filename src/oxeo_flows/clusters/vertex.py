@@ -153,7 +153,7 @@ class JobSecretStore:
             self.client.add_secret_version(parent=self._name(secret_id), payload={"data": data})
         except Exception as exc:
             msg = (
-                f"could not create the Dask TLS secret {self._name(secret_id)!r}: "
+                f"could not create the per-job Dask TLS secret {self._name(secret_id)!r}: "
                 f"{type(exc).__name__}: {exc}. The job's service account needs "
                 "roles/secretmanager.admin (or secretVersionAdder and a secret it may create)"
             )
