@@ -101,6 +101,19 @@ def _tls_enabled(stack: Stack, settings: DaskSection) -> bool:
     return enabled
 
 
+def _reuse_kwargs(settings: DaskSection) -> dict[str, Any]:
+    """``cluster_name`` and ``reuse`` for the gcp/ec2 factories, when set."""
+    out: dict[str, Any] = {}
+    if settings.cluster_name:
+        out["cluster_name"] = settings.cluster_name
+    if settings.reuse:
+        if settings.tls.enabled is False:
+            msg = "reuse keeps the cluster's client TLS pair in a secret; it needs TLS on"
+            raise ConfigError(msg)
+        out["reuse"] = True
+    return out
+
+
 def _image_check(
     settings: DaskSection, image: str | None, prebuilt: str | None, where: str
 ) -> None:
@@ -173,13 +186,16 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "auto_shutdown": vm.auto_shutdown,
         "labels": dict(vm.labels),
         "tls": _tls_enabled(stack, settings),
+        "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
+        **_reuse_kwargs(settings),
     }
     for key, value in (
         ("docker_image", vm.docker_image),
         ("source_image", vm.source_image),
         ("service_account", vm.service_account or gcp.service_account),
         ("compute_endpoint", gcp.endpoints.compute),
+        ("secret_manager_endpoint", gcp.endpoints.secret_manager),
     ):
         if value:
             kwargs[key] = value
@@ -244,7 +260,9 @@ def _ec2_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "bootstrap": vm.bootstrap,
         "tags": dict(vm.tags),
         "tls": _tls_enabled(stack, settings),
+        "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
+        **_reuse_kwargs(settings),
     }
     for key, value in (
         ("vpc", aws.vpc),

@@ -185,6 +185,7 @@ subnetwork = "dask"
 
 [tool.oxeo-flows.stacks.gce.gcp.endpoints]
 compute = "{compute}"
+secret-manager = "{secret_manager}"
 
 [tool.oxeo-flows.stacks.gce.dask]
 backend = "gcp"

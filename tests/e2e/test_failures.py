@@ -24,6 +24,7 @@ import pytest
 
 from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 from oxeo_flows.testing.compute import ComputeEmulator
+from oxeo_flows.testing.secretmanager import SecretManagerEmulator
 from oxeo_flows.testing.vertex import VertexEmulator
 from tests.dask.test_cancel import SCRIPT_TEMPLATE
 from tests.e2e._repo import (
@@ -38,14 +39,22 @@ from tests.e2e._repo import (
 pytestmark = pytest.mark.slow
 
 
-def _gce_stack(tmp_path: Path, compute: ComputeEmulator, *, start_timeout: float) -> None:
+def _gce_stack(
+    tmp_path: Path, compute: ComputeEmulator, sm: SecretManagerEmulator, *, start_timeout: float
+) -> None:
+    # The VMs read their TLS certificates from Secret Manager (dask.tls.vm-certificates).
     (tmp_path / "pyproject.toml").write_text(
-        GCE_STACK.format(compute=compute.endpoint, start_timeout=start_timeout)
+        GCE_STACK.format(
+            compute=compute.endpoint, secret_manager=sm.endpoint, start_timeout=start_timeout
+        )
     )
 
 
 def test_scheduler_that_dies_at_boot_fails_fast_with_its_serial_output(
-    prefect_api: str, tmp_path: Path, compute_emulator: ComputeEmulator
+    prefect_api: str,
+    tmp_path: Path,
+    compute_emulator: ComputeEmulator,
+    secret_manager_emulator: SecretManagerEmulator,
 ) -> None:
     from prefect import flow, task
 
@@ -53,7 +62,7 @@ def test_scheduler_that_dies_at_boot_fails_fast_with_its_serial_output(
 
     compute_emulator.die_at_boot("scheduler")
     # A deadline the test would time out on (pytest-timeout): failing fast is the point.
-    _gce_stack(tmp_path, compute_emulator, start_timeout=600)
+    _gce_stack(tmp_path, compute_emulator, secret_manager_emulator, start_timeout=600)
 
     @task
     def one() -> int:
@@ -123,11 +132,14 @@ SIGTERM_FLOW = SCRIPT_TEMPLATE.replace("RUNNER", "dask_runner()")
 
 
 def test_sigterm_of_the_flow_run_process_deletes_the_gce_cluster(
-    prefect_api: str, tmp_path: Path, compute_emulator: ComputeEmulator
+    prefect_api: str,
+    tmp_path: Path,
+    compute_emulator: ComputeEmulator,
+    secret_manager_emulator: SecretManagerEmulator,
 ) -> None:
     from oxeo_flows.testing._env import process_env
 
-    _gce_stack(tmp_path, compute_emulator, start_timeout=120)
+    _gce_stack(tmp_path, compute_emulator, secret_manager_emulator, start_timeout=120)
     script = tmp_path / "flow.py"
     script.write_text(SIGTERM_FLOW, encoding="utf-8")
     started = tmp_path / "started"
@@ -164,7 +176,7 @@ def test_sigterm_of_the_flow_run_process_deletes_the_gce_cluster(
 
 
 def test_dropped_scheduler_port_times_out_within_the_deadline_with_the_checklist(
-    compute_emulator: ComputeEmulator,
+    compute_emulator: ComputeEmulator, secret_manager_emulator: SecretManagerEmulator
 ) -> None:
     from oxeo_flows.clusters.gcp import gcp_cluster
 
@@ -181,6 +193,7 @@ def test_dropped_scheduler_port_times_out_within_the_deadline_with_the_checklist
             docker_image="europe-west4-docker.pkg.dev/oxeo-test/flows/extract:1",
             start_timeout=deadline,
             compute_endpoint=compute_emulator.endpoint,
+            secret_manager_endpoint=secret_manager_emulator.endpoint,
         )
     elapsed = time.monotonic() - started
     # The behaviour under test is the deadline itself (dask-cloudprovider waits forever).

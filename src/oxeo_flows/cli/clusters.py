@@ -1,4 +1,4 @@
-"""``oxeo-flows clusters``: list and clean up Dask VMs left behind."""
+"""``oxeo-flows clusters``: list and clean up Dask VMs left behind; stop a named cluster."""
 
 from __future__ import annotations
 
@@ -94,3 +94,21 @@ def cleanup(  # noqa: PLR0917 - typer maps parameters to options
             raise typer.Exit(1)
         delete_cluster_vms(vms, stack=stack)
     console.print(f"Deleted {len(vms)} VM(s): {', '.join(vm.id for vm in vms)}")
+
+
+@app.command("stop")
+def stop(
+    name: str = typer.Argument(..., help="The cluster's name (dask.cluster-name)."),
+    stack: str | None = _STACK,
+) -> None:
+    """Stop a named (reusable) Dask cluster: delete its VMs and its TLS secrets."""
+    from oxeo_flows.clusters.reuse import stop_cluster
+
+    with friendly_errors():
+        done = stop_cluster(name, stack=stack)
+    vms = done["vms"]
+    console.print(
+        f"Stopped Dask cluster {name}: deleted {len(vms)} VM(s)"
+        + (f" ({', '.join(vms)})" if vms else "")
+        + " and its TLS secrets."
+    )

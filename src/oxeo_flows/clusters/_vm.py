@@ -71,6 +71,9 @@ class ClusterPlan:
     deadline: Deadline | None = None
     """The start deadline, set when the factory was called (TLS material and the API client
     are built inside it); a new one from ``start_timeout`` when None."""
+    vm_tls: Any = None
+    """The cluster's `oxeo_flows.clusters.vm_secrets.VmTls` (per-role certificates and how
+    the VMs get theirs), or None without TLS."""
 
 
 def _cluster_error_in(exc: BaseException) -> ClusterError | None:
@@ -240,19 +243,60 @@ class VMClusterMixin:
 
 
 class InheritEnvMixin:
-    """A VM whose cloud-init inherits the cluster's private dask config (TLS included)."""
+    """A VM whose cloud-init inherits the cluster's private dask config and its role's TLS.
+
+    With per-cluster TLS (`ClusterPlan.vm_tls`) the container command is wrapped in
+    ``python -m oxeo_flows.dask_vm ROLE`` and its environment names the role's secret (secret
+    delivery), or the inherited config carries the role's own pair (metadata delivery).
+    """
 
     cluster: Any
     set_env: str
     command: str | None
+    _oxeo_role: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        from dask_cloudprovider.generic.vmcluster import SchedulerMixin
+
         new = self.cluster._oxeo_set_env()
         old = self.set_env
+        tls = getattr(self.cluster._plan, "vm_tls", None)
+        role = "scheduler" if isinstance(self, SchedulerMixin) else "worker"
+        if tls is not None:
+            new = tls.vm_env(new, role, self.cluster._oxeo_inherit)
         self.set_env = new
         if isinstance(self.command, str):
-            self.command = self.command.replace(old, new, 1)
+            command = self.command.replace(old, new, 1)
+            if tls is not None:
+                command = tls.wrap(command, new, role)
+            self.command = command
+        self._oxeo_role = role
+
+    async def create_vm(self) -> Any:
+        """Store the cluster's TLS secrets (once, before the first VM), then create the VM."""
+        tls = getattr(self.cluster._plan, "vm_tls", None)
+        if tls is not None:
+            await self.cluster.call_async(tls.publish)
+        return await super().create_vm()  # type: ignore[misc]
+
+    async def close(self) -> None:
+        """Destroy the VM; the scheduler's close deletes the cluster's TLS secrets."""
+        try:
+            await super().close()  # type: ignore[misc]
+        finally:
+            tls = getattr(self.cluster._plan, "vm_tls", None)
+            if tls is not None and self._oxeo_role == "scheduler":
+                try:
+                    await self.cluster.call_async(tls.delete)
+                except Exception as exc:
+                    logger.warning(
+                        "Could not delete the TLS secrets of cluster %r: %s; run "
+                        "`oxeo-flows clusters stop %s`",
+                        self.cluster._plan.name,
+                        exc,
+                        self.cluster._plan.name,
+                    )
 
 
 class SchedulerWaitMixin:

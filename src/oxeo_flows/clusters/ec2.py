@@ -24,6 +24,7 @@ from oxeo_flows.clusters._vm import (
     current_flow_run_id,
     new_cluster_name,
 )
+from oxeo_flows.clusters.vm_secrets import Delivery, issue_vm_tls, start_vm_cluster
 from oxeo_flows.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -173,8 +174,10 @@ def ec2_cluster(
     availability_zone: str | None = None,
     tags: dict[str, str] | None = None,
     tls: bool = True,
+    tls_delivery: Delivery = "secret",
     start_timeout: float = 600.0,
     cluster_name: str | None = None,
+    reuse: bool = False,
     flow_run_id: str | None = None,
     stack_name: str | None = None,
     endpoint_url: str | None = None,
@@ -203,12 +206,18 @@ def ec2_cluster(
         bootstrap: Install Docker at boot.
         availability_zone: Availability zone.
         tags: Extra tags.
-        tls: Encrypt with per-cluster temporary certificates.
+        tls: Encrypt with per-cluster, per-role certificates (`oxeo_flows.clusters.pki`).
+        tls_delivery: How the instances get their role's certificate and key: ``secret``
+            (they read a per-cluster Secrets Manager secret in ``region`` with their instance
+            role at boot; the image needs oxeo-flows) or ``metadata`` (in their user-data:
+            readable with ``ec2:DescribeInstanceAttribute``; for images without oxeo-flows).
         start_timeout: Deadline for instance creation + scheduler reachable + first workers.
         cluster_name: Name used in tags (default: a fresh ``oxeo-XXXXXXXX``).
         flow_run_id: Flow run id for the tags (default: the current flow run).
+        reuse: The cluster outlives this flow run (`oxeo_flows.clusters.reuse`): the client's
+            TLS pair is kept in the per-cluster secret ``oxeo-dask-<name>-client`` too.
         stack_name: Stack name for the tags.
-        endpoint_url: EC2 endpoint (default ``AWS_ENDPOINT_URL``).
+        endpoint_url: EC2 and Secrets Manager endpoint (default ``AWS_ENDPOINT_URL``).
         boto_session: An ``aiobotocore`` session to use (e.g. with event hooks).
         probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
         **kwargs: Passed to ``dask_cloudprovider.aws.EC2Cluster``.
@@ -224,12 +233,18 @@ def ec2_cluster(
     deadline = Deadline(start_timeout)
     name = cluster_name or new_cluster_name()
     all_tags = {**(tags or {}), **ec2_tags(name, flow_run_id or current_flow_run_id(), stack_name)}
-    remote: dict[str, Any] = {}
-    security: Any = False
-    if tls:
-        from oxeo_flows.clusters.tls import temporary_security
-
-        security, remote = temporary_security()
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    vm_tls = issue_vm_tls(
+        tls,
+        name,
+        client_secret=reuse,
+        delivery=tls_delivery,
+        location=f"aws:{region}",
+        endpoint=endpoint,
+        labels={k: v for k, v in all_tags.items() if k in (TAG_CLUSTER, TAG_STACK)},
+    )
+    security: Any = vm_tls.client_security() if vm_tls else False
+    remote: dict[str, Any] = vm_tls.shared_config() if vm_tls else {}
     plan = ClusterPlan(
         name=name,
         cloud="ec2",
@@ -242,6 +257,7 @@ def ec2_cluster(
         remote_config=remote,
         probe=probe,
         deadline=deadline,
+        vm_tls=vm_tls,
     )
     options: dict[str, Any] = {
         "region": region,
@@ -256,7 +272,7 @@ def ec2_cluster(
         "instance_tags": dict(all_tags),
         "volume_tags": dict(all_tags),
         "security": security,
-        "endpoint_url": endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+        "endpoint_url": endpoint,
         "boto_session": boto_session,
     }
     if tls:
@@ -275,5 +291,4 @@ def ec2_cluster(
         field = "Arn" if iam_instance_profile.startswith("arn:") else "Name"
         options["iam_instance_profile"] = {field: iam_instance_profile}
     options.update(kwargs)
-    cluster: EC2Cluster = ec2_cluster_class()(plan=plan, **options)
-    return cluster
+    return start_vm_cluster(ec2_cluster_class(), plan, options)

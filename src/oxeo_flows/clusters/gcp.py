@@ -22,6 +22,7 @@ from oxeo_flows._extras import require
 from oxeo_flows.clusters._deadline import Deadline
 from oxeo_flows.clusters._vm import (
     LABEL_CLUSTER,
+    LABEL_STACK,
     ClusterPlan,
     InheritEnvMixin,
     Probe,
@@ -31,6 +32,7 @@ from oxeo_flows.clusters._vm import (
     current_flow_run_id,
     new_cluster_name,
 )
+from oxeo_flows.clusters.vm_secrets import Delivery, issue_vm_tls, start_vm_cluster
 from oxeo_flows.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -320,8 +322,11 @@ def gcp_cluster(
     auto_shutdown: bool = True,
     labels: dict[str, str] | None = None,
     tls: bool = True,
+    tls_delivery: Delivery = "secret",
+    secret_manager_endpoint: str | None = None,
     start_timeout: float = 600.0,
     cluster_name: str | None = None,
+    reuse: bool = False,
     flow_run_id: str | None = None,
     stack_name: str | None = None,
     compute_endpoint: str | None = None,
@@ -356,10 +361,18 @@ def gcp_cluster(
         bootstrap: Install Docker (and GPU drivers) at boot.
         auto_shutdown: VMs shut themselves down when Dask exits.
         labels: Extra GCE labels.
-        tls: Encrypt with per-cluster temporary certificates.
+        tls: Encrypt with per-cluster, per-role certificates (`oxeo_flows.clusters.pki`).
+        tls_delivery: How the VMs get their role's certificate and key: ``secret`` (they read
+            a per-cluster Secret Manager secret in ``project`` at boot; the image needs
+            oxeo-flows) or ``metadata`` (in their cloud-init: readable with
+            ``compute.instances.get``; for images without oxeo-flows).
+        secret_manager_endpoint: ``gcp.endpoints.secret-manager`` (``HOST:PORT``), for this
+            process and the VMs.
         start_timeout: Deadline for VM creation + scheduler reachable + first workers.
         cluster_name: Name used in labels (default: a fresh ``oxeo-XXXXXXXX``).
         flow_run_id: Flow run id for the labels (default: the current flow run).
+        reuse: The cluster outlives this flow run (`oxeo_flows.clusters.reuse`): the client's
+            TLS pair is kept in the per-cluster secret ``oxeo-dask-<name>-client`` too.
         stack_name: Stack name for the labels.
         compute_endpoint: ``gcp.endpoints.compute`` (``HOST:PORT`` or a base URL); a loopback
             endpoint is plaintext and anonymous.
@@ -384,12 +397,20 @@ def gcp_cluster(
         **(labels or {}),
         **cluster_labels(name, flow_run_id or current_flow_run_id(), stack_name),
     }
-    remote: dict[str, Any] = {}
-    security: Any = False
-    if tls:
-        from oxeo_flows.clusters.tls import temporary_security
-
-        security, remote = temporary_security()
+    vm_tls = issue_vm_tls(
+        tls,
+        name,
+        client_secret=reuse,
+        delivery=tls_delivery,
+        location=f"gcp:{project}",
+        endpoint=secret_manager_endpoint,
+        labels={
+            "oxeo-flows": "dask-cluster",
+            **{k: v for k, v in all_labels.items() if k in (LABEL_CLUSTER, LABEL_STACK)},
+        },
+    )
+    security: Any = vm_tls.client_security() if vm_tls else False
+    remote: dict[str, Any] = vm_tls.shared_config() if vm_tls else {}
     host_project = network_project or project
     plan = ClusterPlan(
         name=name,
@@ -409,6 +430,7 @@ def gcp_cluster(
         remote_config=remote,
         probe=probe,
         deadline=deadline,
+        vm_tls=vm_tls,
     )
     options: dict[str, Any] = {
         "compute": compute,
@@ -442,5 +464,4 @@ def gcp_cluster(
     if service_account:
         options["service_account"] = service_account
     options.update(kwargs)
-    cluster: GCPCluster = gcp_cluster_class()(plan=plan, **options)
-    return cluster
+    return start_vm_cluster(gcp_cluster_class(), plan, options)

@@ -21,7 +21,13 @@ from oxeo_flows.errors import ConfigError
 if TYPE_CHECKING:
     from distributed.security import Security
 
-__all__ = ["ClusterCertificates", "issue_certificates", "security_from_bundle"]
+__all__ = [
+    "ClusterCertificates",
+    "Role",
+    "issue_certificates",
+    "parse_bundle",
+    "security_from_bundle",
+]
 
 Role = Literal["client", "scheduler", "worker"]
 _ROLES: tuple[Role, ...] = ("client", "scheduler", "worker")
@@ -44,25 +50,36 @@ class ClusterCertificates:
     certs: dict[str, str] = field(repr=False)
     keys: dict[str, str] = field(repr=False)
 
-    def security_for(self, *roles: Role) -> Security:
-        """A `distributed.Security` holding only ``roles``' keys (TLS required)."""
+    def security_for(self, *roles: Role, require_encryption: bool = True) -> Security:
+        """A `distributed.Security` holding only ``roles``' keys.
+
+        Args:
+            *roles: The roles whose certificate and key it holds.
+            require_encryption: Refuse plain ``tcp://`` (dask-cloudprovider copies the TLS
+                material of a ``require_encryption`` object into the process-wide config, so
+                its clusters get False here; their addresses are ``tls://`` all the same).
+        """
         distributed = require("distributed", "dask")
         kwargs: dict[str, str | None] = dict.fromkeys(_FIELDS)
         kwargs["tls_ca_file"] = self.ca
         for role in roles:
             kwargs[f"tls_{role}_cert"] = self.certs[role]
             kwargs[f"tls_{role}_key"] = self.keys[role]
-        security: Security = distributed.Security(require_encryption=True, **kwargs)
+        security: Security = distributed.Security(require_encryption=require_encryption, **kwargs)
         return security
+
+    def bundle(self, role: Role) -> bytes:
+        """What ``role`` needs, as JSON bytes: the CA certificate and the role's own pair."""
+        data = {"ca": self.ca, "cert": self.certs[role], "key": self.keys[role]}
+        return json.dumps(data).encode()
 
     def worker_bundle(self) -> bytes:
         """What a worker needs, as JSON bytes: the CA certificate and the worker's own pair."""
-        data = {"ca": self.ca, "cert": self.certs["worker"], "key": self.keys["worker"]}
-        return json.dumps(data).encode()
+        return self.bundle("worker")
 
 
-def security_from_bundle(bundle: bytes, role: Role = "worker") -> Security:
-    """A `distributed.Security` for ``role`` from a `ClusterCertificates.worker_bundle`.
+def parse_bundle(bundle: bytes, role: Role = "worker") -> ClusterCertificates:
+    """The certificates of one ``role`` from a `ClusterCertificates.bundle`.
 
     Raises:
         ConfigError: The bundle is not one (the message never shows its content).
@@ -70,13 +87,24 @@ def security_from_bundle(bundle: bytes, role: Role = "worker") -> Security:
     try:
         data = json.loads(bundle)
         ca, cert, key = data["ca"], data["cert"], data["key"]
+        if not all(isinstance(v, str) for v in (ca, cert, key)):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         msg = "the Dask TLS bundle is not valid (expected JSON with ca, cert and key)"
         raise ConfigError(msg) from None
+    return ClusterCertificates(ca=ca, certs={role: cert}, keys={role: key})
+
+
+def security_from_bundle(bundle: bytes, role: Role = "worker") -> Security:
+    """A `distributed.Security` for ``role`` from a `ClusterCertificates.bundle`.
+
+    Raises:
+        ConfigError: The bundle is not one (the message never shows its content).
+    """
+    certs = parse_bundle(bundle, role)
     from oxeo_flows.secrets._core import protect_value
 
-    protect_value(key)
-    certs = ClusterCertificates(ca=ca, certs={role: cert}, keys={role: key})
+    protect_value(certs.keys[role])
     return certs.security_for(role)
 
 

@@ -135,22 +135,41 @@ def runner_class() -> type[Any]:
             self.stack_name = stack_name
             self.parameters = dict(parameters or {})
             self._oxeo_owned = False
+            self._oxeo_security: Any = None
+            self._oxeo_runtime_address = False  # set by a reused cluster, not a setting
+
+        def _oxeo_settings(self) -> dict[str, Any]:
+            """The constructor arguments: settings only, never a connection or TLS material.
+
+            The ``security`` this runner added to ``client_kwargs`` when it connected (it holds
+            the client's private key) is left out; a copy loads it again when it connects.
+            """
+            client_kwargs = dict(self.client_kwargs)
+            ours = getattr(self, "_oxeo_security", None)
+            if ours is not None and client_kwargs.get("security") is ours:
+                del client_kwargs["security"]
+            return {
+                "backend": self.backend,
+                "start_timeout": self.start_timeout,
+                "tls": self.tls,
+                "stack_name": self.stack_name,
+                "parameters": self.parameters,
+                "address": None if self._oxeo_runtime_address else self.address,
+                "cluster_class": self.cluster_class,
+                "cluster_kwargs": self.cluster_kwargs,
+                "adapt_kwargs": self.adapt_kwargs,  # type: ignore[has-type]
+                "client_kwargs": client_kwargs,
+                "performance_report_path": self.performance_report_path,
+            }
 
         def duplicate(self) -> Any:
             """A new runner with the same settings (Prefect calls this per flow run)."""
-            return type(self)(
-                backend=self.backend,
-                start_timeout=self.start_timeout,
-                tls=self.tls,
-                stack_name=self.stack_name,
-                parameters=self.parameters,
-                address=self.address,
-                cluster_class=self.cluster_class,
-                cluster_kwargs=self.cluster_kwargs,
-                adapt_kwargs=self.adapt_kwargs,  # type: ignore[has-type]
-                client_kwargs=self.client_kwargs,
-                performance_report_path=self.performance_report_path,
-            )
+            return type(self)(**self._oxeo_settings())
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            # Pickled (by Prefect, with the flow) as its settings, like `duplicate`: a live
+            # client, cluster or the client's TLS key never travels; a copy connects anew.
+            return (_rebuild, (type(self), self._oxeo_settings()))
 
         def __eq__(self, other: object) -> bool:
             return (
@@ -202,6 +221,7 @@ def runner_class() -> type[Any]:
             hint = f"Configured as dask.address (backend 'address', stack {stack})."
             probe_scheduler(self.address, timeout=self.start_timeout, security=security, hint=hint)
             if security is not None:
+                self._oxeo_security = security
                 self.client_kwargs["security"] = security
             self.client_kwargs.setdefault("timeout", max(deadline.remaining(), 1.0))
 
@@ -219,6 +239,9 @@ def runner_class() -> type[Any]:
                 from prefect.utilities.importtools import from_qualified_name
 
                 cls = from_qualified_name(cls)
+            if kwargs.get("reuse") and self.backend in ("gcp", "ec2"):
+                self._oxeo_reuse(cls, kwargs)
+                return
             if self.backend in ("gcp", "ec2", "vertex"):
                 # These factories enforce the deadline themselves, and clean up after it.
                 kwargs.setdefault("start_timeout", self.start_timeout)
@@ -228,10 +251,49 @@ def runner_class() -> type[Any]:
             self._cluster = self._exit_stack.enter_context(cluster)
             self._oxeo_owned = True
 
+        def _oxeo_reuse(self, cls: Any, kwargs: dict[str, Any]) -> None:
+            """Connect to the running named cluster, or start it and let it outlive the run."""
+            from oxeo_flows.clusters.address import probe_scheduler
+            from oxeo_flows.clusters.reuse import detach, find_reusable
+
+            deadline = Deadline(self.start_timeout)
+            name = kwargs["cluster_name"]
+            found = find_reusable(self.backend, kwargs)
+            if found is not None:
+                address, security = found.address, found.security
+                self.logger.info("Connecting to the running Dask cluster %s at %s", name, address)
+            else:
+                kwargs.setdefault("start_timeout", self.start_timeout)
+                address, security = detach(cls(**kwargs))
+                self.logger.info(
+                    "Started Dask cluster %s at %s; it stays up after this flow run (it ends "
+                    "by dask.idle-timeout or `oxeo-flows clusters stop %s`)",
+                    name,
+                    address,
+                    name,
+                )
+            hint = (
+                f"The reusable Dask cluster {name!r} ({self.backend}). If its scheduler is gone, "
+                f"run `oxeo-flows clusters stop {name}` and start the flow again."
+            )
+            probe_scheduler(
+                address, timeout=max(deadline.remaining(), 1.0), security=security, hint=hint
+            )
+            self._oxeo_security = security
+            self.client_kwargs["security"] = security
+            self.client_kwargs.setdefault("timeout", max(deadline.remaining(), 1.0))
+            self.address = address
+            self._oxeo_runtime_address = True
+
     OxeoDaskTaskRunner.__module__ = __name__
     OxeoDaskTaskRunner.__qualname__ = "OxeoDaskTaskRunner"
     _CLASS["runner"] = OxeoDaskTaskRunner
     return OxeoDaskTaskRunner
+
+
+def _rebuild(cls: type[Any], settings: dict[str, Any]) -> Any:
+    """Unpickle an `OxeoDaskTaskRunner` from its settings."""
+    return cls(**settings)
 
 
 def _start_local(cls: Any, kwargs: dict[str, Any], timeout: float) -> Any:

@@ -1,4 +1,7 @@
-"""TLS material for Dask: from files, from secrets, or temporary per cluster.
+"""TLS material for connecting to an existing Dask scheduler: from files or from secrets.
+
+The GCE and EC2 clusters' own per-role certificates are in `oxeo_flows.clusters.pki` and
+`oxeo_flows.clusters.vm_secrets`.
 
 Nothing here touches the process-wide dask configuration: certificates travel in
 `distributed.Security` objects (in memory), so a later cluster in the same process does not
@@ -8,7 +11,7 @@ inherit them.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from oxeo_flows._extras import require
 from oxeo_flows.errors import ConfigError
@@ -18,9 +21,7 @@ if TYPE_CHECKING:
 
     from oxeo_flows.stack import DaskTlsSection, Stack
 
-__all__ = ["client_security", "temporary_security"]
-
-_ROLES = ("client", "scheduler", "worker")
+__all__ = ["client_security"]
 
 
 def _read_file(path: str, key: str) -> str:
@@ -78,37 +79,3 @@ def client_security(tls: DaskTlsSection, *, stack: Stack | str | None = None) ->
         require_encryption=True,
     )
     return security
-
-
-def temporary_security() -> tuple[Security, dict[str, Any]]:
-    """Fresh self-signed TLS material for one cluster.
-
-    Returns:
-        ``(security, config)``: the client-side `Security` (in memory; it does not set
-        ``require-encryption`` in the process, the ``tls://`` address does the encrypting),
-        and the dask config the scheduler and workers need, to ship to the VMs only.
-    """
-    security_mod = require("distributed.security", "dask")
-    temp = security_mod.Security.temporary()
-    fields = {
-        "tls_ca_file": temp.tls_ca_file,
-        **{
-            f"tls_{role}_{kind}": getattr(temp, f"tls_{role}_{kind}")
-            for role in _ROLES
-            for kind in ("cert", "key")
-        },
-    }
-    # require_encryption=False keeps VMCluster from writing the certificates into the global
-    # dask config; every address is tls:// so the connections are encrypted anyway.
-    client: Security = security_mod.Security(require_encryption=False, **fields)
-    remote = {
-        "distributed.comm.default-scheme": "tls",
-        "distributed.comm.require-encryption": True,
-        "distributed.comm.tls.ca-file": temp.tls_ca_file,
-        **{
-            f"distributed.comm.tls.{role}.{kind}": getattr(temp, f"tls_{role}_{kind}")
-            for role in _ROLES
-            for kind in ("cert", "key")
-        },
-    }
-    return client, remote

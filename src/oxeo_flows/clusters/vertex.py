@@ -139,13 +139,16 @@ class JobSecretStore:
     def _name(self, secret_id: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id}"
 
-    def create(self, secret_id: str, data: bytes) -> None:
-        """Create the secret with one version holding ``data``."""
+    def create(self, secret_id: str, data: bytes, labels: dict[str, str] | None = None) -> None:
+        """Create the secret with one version holding ``data`` (and ``labels``)."""
         try:
             self.client.create_secret(
                 parent=f"projects/{self.project}",
                 secret_id=secret_id,
-                secret={"replication": {"automatic": {}}, "labels": _SECRET_LABEL},
+                secret={
+                    "replication": {"automatic": {}},
+                    "labels": {**_SECRET_LABEL, **(labels or {})},
+                },
             )
             self.client.add_secret_version(parent=self._name(secret_id), payload={"data": data})
         except Exception as exc:

@@ -51,6 +51,16 @@ class DaskTlsSection(Model):
     key_secret: str | None = Field(
         default=None, description="Secret holding the client private key PEM."
     )
+    # -- h12tls: how GCE/EC2 VMs get their role's certificate ----------------------------
+    vm_certificates: Literal["secret", "metadata"] = Field(
+        default="secret",
+        description=(
+            "gcp/ec2 backends: 'secret' (default) — each VM reads its role's certificate and "
+            "key from a per-cluster Secret Manager / Secrets Manager secret at boot (the image "
+            "needs oxeo-flows); 'metadata' — they travel in the VMs' cloud-init, readable by "
+            "anyone who may read the instance (weaker; for images without oxeo-flows)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_source_each(self) -> DaskTlsSection:
@@ -309,6 +319,22 @@ class DaskSection(Model):
             "the network can send it tasks). Off: a tcp:// address is refused."
         ),
     )
+    # -- h12tls: named clusters that outlive their flow run --------------------------------
+    cluster_name: str | None = Field(
+        default=None,
+        description=(
+            "gcp/ec2 backends: the cluster's name (its label / tag); with reuse, later flow "
+            "runs connect to the running cluster of this name."
+        ),
+    )
+    reuse: bool = Field(
+        default=False,
+        description=(
+            "gcp/ec2 backends: keep the named cluster (cluster-name) running after the flow "
+            "run and connect to it from later runs; it ends by dask.idle-timeout or "
+            "`oxeo-flows clusters stop NAME`."
+        ),
+    )
     tls: DaskTlsSection = DaskTlsSection()
     gcp: DaskGcpSection = DaskGcpSection()
     ec2: DaskEc2Section = DaskEc2Section()
@@ -319,6 +345,18 @@ class DaskSection(Model):
     def _address(cls, v: str | None) -> str | None:
         if v is not None:
             parse_scheduler_address(v)
+        return v
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", v):
+            msg = (
+                f"{v!r} is not a cluster name: use lowercase letters, digits and '-', starting "
+                "with a letter, at most 40 characters (it is a GCE label value and part of "
+                "secret ids), e.g. 'shared-etl'"
+            )
+            raise ValueError(msg)
         return v
 
     @field_validator("adapt")
@@ -376,6 +414,19 @@ class DaskSection(Model):
                 "dask.tls (ca/cert/key files or secrets), or opt in with dask.plaintext = true"
             )
             raise ValueError(msg)
+        if self.reuse:
+            if self.backend not in ("gcp", "ec2"):
+                msg = f"reuse applies to the gcp and ec2 backends, not {self.backend!r}"
+                raise ValueError(msg)
+            if not self.cluster_name:
+                msg = "reuse needs cluster-name: the name later flow runs find the cluster by"
+                raise ValueError(msg)
+            if self.adapt is not None:
+                msg = (
+                    "adapt does not apply with reuse: a reused cluster is not scaled by any one "
+                    "flow run; set n-workers instead"
+                )
+                raise ValueError(msg)
         if self.n_workers == 0 and self.adapt is None:
             msg = (
                 "n-workers is 0 and adapt is not set: no worker would ever run a task and the "

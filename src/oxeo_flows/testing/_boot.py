@@ -165,6 +165,11 @@ def bind_command(
     elif argv[0] == "dask":
         argv = [sys.executable, "-m", "dask", *argv[1:]]
     module = argv[argv.index("-m") + 1] if "-m" in argv[:2] else ""
+    if module == "oxeo_flows.dask_vm" and len(argv) > 4:
+        # The TLS wrapper: ``python -m oxeo_flows.dask_vm ROLE MODULE ARGS`` binds its inner
+        # command.
+        inner, role = bind_command(["python", "-m", *argv[4:]], host, port=port)
+        return [*argv[:4], *inner[2:]], role
     sub = argv[3] if len(argv) > 3 else ""
     is_scheduler = module == "distributed.cli.dask_scheduler" or (
         module == "dask" and sub == "scheduler"
