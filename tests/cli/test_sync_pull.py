@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cli._run import run_cli
-from tests.storage._s3util import make_bucket, remote_keys, s3_client, write_tree
+from tests.storage._s3util import make_bucket, published, s3_client, write_tree
 
 # Runs the CLI, then reports which heavy packages the process imported.
 _RUN = """
@@ -46,7 +46,7 @@ def test_sync_then_pull_without_prefect(moto: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "uploaded 2 file(s)" in done.stdout
     assert imported == []
-    assert remote_keys(client, "oxeo-code") == ["app/b.txt", "app/flows/a.py"]
+    assert sorted(published(client, "oxeo-code", "app")) == ["b.txt", "flows/a.py"]
 
     again, imported = cli("sync", str(project), cwd=tmp_path)
     assert "2 unchanged" in again.stdout

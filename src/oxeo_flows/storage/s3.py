@@ -28,9 +28,11 @@ __all__ = [
     "CallCounter",
     "Remote",
     "describe_error",
+    "delete_keys",
     "error_code",
     "is_sdk_error",
     "list_remote",
+    "list_stamped",
     "make_client",
     "map_s3_errors",
     "object_key",
@@ -42,6 +44,10 @@ SHA256_METADATA_KEY = "oxeo-sha256"
 
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId"})
 _MISSING_BUCKET = frozenset({"NoSuchBucket", "404", "NotFound"})
+#: Codes of a conditional write (``IfMatch`` / ``IfNoneMatch``) that lost its race.
+CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+#: Codes of a missing object.
+MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 # ----------------------------------------------------------------------------- errors
@@ -233,3 +239,52 @@ def same_content(
         return True
     head = client.head_object(Bucket=bucket, Key=key)
     return bool(head.get("Metadata", {}).get(SHA256_METADATA_KEY) == sha256)
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """One listed object: its size and when it was last written (server time, epoch s)."""
+
+    size: int
+    modified: float
+
+
+def list_stamped(client: Any, bucket: str, prefix: str) -> tuple[dict[str, Stamped], float]:
+    """Every key under ``prefix`` (relative to it) with size and age, and the server's time.
+
+    The server time is read off the ``Date`` header of the last listing response, so ages are
+    measured on S3's clock, never the local one.
+    """
+    out: dict[str, Stamped] = {}
+    now = 0.0
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        now = max(now, server_time(page))
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) :]
+            if rel:
+                out[rel] = Stamped(int(obj["Size"]), obj["LastModified"].timestamp())
+    return out, now
+
+
+def server_time(response: Any) -> float:
+    """The S3 server's clock at ``response`` (its ``Date`` header), epoch seconds."""
+    import email.utils
+    import time
+
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    date = headers.get("date")
+    if date:
+        with contextlib.suppress(TypeError, ValueError):
+            return email.utils.parsedate_to_datetime(date).timestamp()
+    return time.time()
+
+
+def delete_keys(client: Any, bucket: str, keys: list[str]) -> list[str]:
+    """Delete ``keys`` with ``DeleteObjects`` (1,000 per request); return those that failed."""
+    failed: list[str] = []
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        out = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        failed.extend(str(e.get("Key")) for e in out.get("Errors", []))
+    return failed
