@@ -54,8 +54,9 @@ def collect(  # noqa: PLR0917 - one sync's state, passed whole
     ]
     kept = [n.removesuffix(".json") for n in manifests if n not in set(doomed)]
     candidates = {sha for sha, st in stored.items() if now - st.modified >= grace}
-    for manifest in known.values():
-        candidates -= manifest.shas()
+    for tree, manifest in known.items():
+        if tree in kept:
+            candidates -= manifest.shas()
     for tree in kept:
         if not candidates:
             break

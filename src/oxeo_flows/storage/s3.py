@@ -252,7 +252,7 @@ class Stamped:
 def list_stamped(client: Any, bucket: str, prefix: str) -> tuple[dict[str, Stamped], float]:
     """Every key under ``prefix`` (relative to it) with size and age, and the server's time.
 
-    The server time is read off the ``Date`` header of the last listing response, so ages are
+    The server time is read off the ``Date`` header of the listing responses, so ages are
     measured on S3's clock, never the local one.
     """
     out: dict[str, Stamped] = {}
@@ -264,7 +264,8 @@ def list_stamped(client: Any, bucket: str, prefix: str) -> tuple[dict[str, Stamp
             rel = obj["Key"][len(prefix) :]
             if rel:
                 out[rel] = Stamped(int(obj["Size"]), obj["LastModified"].timestamp())
-    return out, now
+    # ``Date`` has a resolution of one second: never older than what was just listed.
+    return out, max([now, *(st.modified for st in out.values())])
 
 
 def server_time(response: Any) -> float:

@@ -481,7 +481,7 @@ def _publish(plan: _Plan, state: _State, sent: int) -> Head:
     assert state.manifest is not None
     with map_s3_errors(f"Cannot publish the tree to {plan.where}", plan.bucket):
         now = write_manifest(plan.client, plan.bucket, plan.folder, state.manifest)
-        if now - state.listed > plan.grace / 2:
+        if plan.grace > 0 and now - state.listed > plan.grace / 2:
             msg = (
                 f"Code sync to {plan.where} took longer than half the garbage-collection grace "
                 f"({plan.grace:.0f} s): objects it reuses may have been collected meanwhile, so "
