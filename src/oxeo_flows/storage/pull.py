@@ -51,8 +51,9 @@ if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
     from oxeo_flows.stack import Stack
+    from oxeo_flows.storage.settings import StackView
 
-__all__ = ["iter_remote_keys", "pull_code"]
+__all__ = ["iter_remote_keys", "pull_code", "pull_with"]
 
 _log = logging.getLogger("oxeo_flows.storage")
 _ATTEMPTS = 3
@@ -115,6 +116,30 @@ def pull_code(
         from oxeo_flows.stack import resolve_stack
 
         the_stack = resolve_stack(stack)
+    return pull_with(
+        the_stack,
+        bucket,
+        folder,
+        block=block,
+        credentials=credentials,
+        directory=directory,
+        delete=delete,
+        max_concurrency=max_concurrency,
+    )
+
+
+def pull_with(
+    the_stack: Stack | StackView | None,
+    bucket: str | S3Bucket | None = None,
+    folder: str | None = None,
+    *,
+    block: str | S3Bucket | None = None,
+    credentials: Any = None,
+    directory: str | None = None,
+    delete: bool = True,
+    max_concurrency: int = 8,
+) -> dict[str, Any]:
+    """`pull_code` with the stack already resolved (or None: not needed)."""
     target = _target(bucket, folder, block, _credentials_from(credentials))
     if target.bucket is None and the_stack is not None and the_stack.storage.bucket:
         folder = target.folder if target.folder is not None else the_stack.storage.folder

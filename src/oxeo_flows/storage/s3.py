@@ -22,6 +22,7 @@ from oxeo_flows.errors import OxeoFlowsError, StorageError
 
 if TYPE_CHECKING:
     from oxeo_flows.stack import Stack
+    from oxeo_flows.storage.settings import StackView
 
 __all__ = [
     "SHA256_METADATA_KEY",
@@ -130,7 +131,7 @@ def _config(max_concurrency: int) -> Any:
 
 
 def make_client(
-    credentials: Any = None, max_concurrency: int = 8, *, stack: Stack | None = None
+    credentials: Any = None, max_concurrency: int = 8, *, stack: Stack | StackView | None = None
 ) -> Any:
     """A boto3 S3 client.
 
@@ -152,8 +153,10 @@ def make_client(
     config = _config(max_concurrency)
     if credentials is None and stack is not None and stack.aws.assume_role_arn:
         from oxeo_flows.aws import aws_credentials
+        from oxeo_flows.storage.settings import StackView
 
-        credentials = aws_credentials(stack=stack)  # prefect-aws assumes the role
+        full = stack.load() if isinstance(stack, StackView) else stack
+        credentials = aws_credentials(stack=full)  # prefect-aws assumes the role
     with map_s3_errors("Cannot create an S3 client", "?"):
         if credentials is None:
             aws = stack.aws if stack is not None else None

@@ -65,8 +65,9 @@ if TYPE_CHECKING:
     from prefect_aws import AwsCredentials, S3Bucket
 
     from oxeo_flows.stack import Stack
+    from oxeo_flows.storage.settings import StackView
 
-__all__ = ["DEFAULT_GC_GRACE", "sync_code"]
+__all__ = ["DEFAULT_GC_GRACE", "sync_code", "sync_with"]
 
 _DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 _MIN_PART = 5 * 1024 * 1024
@@ -198,9 +199,43 @@ def sync_code(
     """
     from oxeo_flows.stack import resolve_stack
 
+    return sync_with(
+        resolve_stack(stack),
+        src,
+        bucket=bucket,
+        folder=folder,
+        delete=delete,
+        dry_run=dry_run,
+        credentials=credentials,
+        client=client,
+        ignore=ignore,
+        max_concurrency=max_concurrency,
+        multipart_threshold=multipart_threshold,
+        progress=progress,
+        gc_grace=gc_grace,
+    )
+
+
+def sync_with(
+    stack: Stack | StackView,
+    src: str | os.PathLike[str] = ".",
+    *,
+    bucket: str | S3Bucket | None = None,
+    folder: str | None = None,
+    delete: bool | None = None,
+    dry_run: bool = False,
+    credentials: AwsCredentials | None = None,
+    client: Any = None,
+    ignore: Sequence[str] = (),
+    max_concurrency: int | None = None,
+    multipart_threshold: int | None = None,
+    progress: bool | None = None,
+    gc_grace: float = DEFAULT_GC_GRACE,
+) -> SyncReport:
+    """`sync_code` with a stack already resolved (a `StackView` from the command line's cache)."""
     plan = _plan(
         src,
-        resolve_stack(stack),
+        stack,
         unpack_bucket(bucket, folder, credentials, where="sync_code"),
         delete=delete,
         options=(max_concurrency, multipart_threshold, ignore, client, progress, dry_run),
@@ -229,7 +264,7 @@ def _executor(workers: int) -> Iterator[ThreadPoolExecutor]:
 
 def _plan(
     src: str | os.PathLike[str],
-    stack: Stack,
+    stack: Stack | StackView,
     target: Any,
     *,
     delete: bool | None,
