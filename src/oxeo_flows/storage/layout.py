@@ -206,7 +206,7 @@ def publish(
         history.extend(h for h in previous.history if h[0] != tree)
     history = history[:_HISTORY]
     body = json.dumps({"format": FORMAT, "tree": tree, "history": history}).encode()
-    condition = {"IfMatch": previous.etag} if previous is not None else {"IfNoneMatch": "*"}
+    condition = {"IfMatch": f'"{previous.etag}"'} if previous is not None else {"IfNoneMatch": "*"}
     try:
         response = client.put_object(
             Bucket=bucket,
