@@ -51,7 +51,8 @@ def pulled(dest: Path) -> dict[str, bytes]:
 
 
 # A sync of 200 files in a child process, printing "PUT <n>" as each object upload starts;
-# upload ``STOP_AT`` waits (until killed) or sends the process ``SIGNAL``.
+# upload ``stop_at`` waits (until killed: SIGTERM's default action) or sends the process the
+# signal named, SIGTERM then handled as ``oxeo-flows sync`` handles it (``interruptible``).
 _CHILD = r"""
 import json, os, signal, sys, threading, time
 import boto3
@@ -80,9 +81,12 @@ def on_put(params, **_):
             os.kill(os.getpid(), getattr(signal, how))
 
 client.meta.events.register("provide-client-params.s3.PutObject", on_put)
+from contextlib import nullcontext
+from oxeo_flows.cli._storage import interruptible  # SIGTERM as oxeo-flows sync handles it
 try:
-    sync_code(root, bucket="oxeo-code", folder="app", client=client, stack=load_stack(),
-              progress=False, max_concurrency=4)
+    with nullcontext() if how == "wait" else interruptible():
+        sync_code(root, bucket="oxeo-code", folder="app", client=client, stack=load_stack(),
+                  progress=False, max_concurrency=4)
 except KeyboardInterrupt as exc:
     print("REPORT " + json.dumps({"uploaded": len(exc.report.uploaded),
                                   "pending": len(exc.report.pending),
@@ -144,13 +148,14 @@ def test_killed_mid_upload_pulls_get_the_previous_complete_tree(
     assert published(s3, "oxeo-code", "app") == as_bytes(new)
 
 
-def test_sigint_stops_scheduling_uploads_at_once(s3: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_scheduling_uploads_at_once(how: str, s3: Any, tmp_path: Path) -> None:
     old = tree(5, "old")
     root = write_tree(tmp_path / "project", old)
     sync(root, s3)
     write_tree(root, tree(200, "new"))
 
-    proc = child(root, 100, "SIGINT", tmp_path)
+    proc = child(root, 100, how, tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     lines = err.splitlines()
