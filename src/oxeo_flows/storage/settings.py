@@ -7,8 +7,9 @@ stack `oxeo_flows.stack.resolve_stack` resolves, without importing the stack mod
 run. The resolver stays the one source: the cache only remembers its answer, keyed on the
 working directory, the stack argument, every ``OXEO_FLOWS_*`` variable, the content of every
 configuration file the resolver could have read (each candidate ``oxeo-flows.toml`` /
-``pyproject.toml`` from the working directory up, present or not) and the stack package's own
-source files. Any difference is a miss and the stack is resolved again.
+``pyproject.toml`` from the working directory up, present or not) and the size and time of
+every source file of oxeo-flows itself (the stack models and their validators). Any difference
+is a miss and the stack is resolved again.
 """
 
 from __future__ import annotations
@@ -128,9 +129,13 @@ def _inputs() -> list[Any]:
             files.extend(stamps)
             if any(len(s) > 2 for s in stamps):
                 break  # the resolver stops at the first directory holding one
-    here = Path(__file__).resolve().parent.parent / "stack"
-    code = [_stamp(p)[:3] for p in sorted(here.glob("*.py"))]
-    code.append(_stamp(Path(__file__).resolve())[:3])
+    # The stack models and their validators live all over the package: any edit invalidates.
+    package = Path(__file__).resolve().parent.parent
+    code = []
+    for path in sorted(package.rglob("*.py")):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            code.append([str(path), st.st_size, st.st_mtime_ns])
     return [_CACHE_FORMAT, str(cwd), env, files, code]
 
 

@@ -406,9 +406,10 @@ def _upload(plan: _Plan, pool: ThreadPoolExecutor, state: _State) -> int:
     report = _failure_report(plan, state, futures)
     if report.failed:
         first = next(
-            f.exception() for f in futures if not f.cancelled() and f.exception() is not None
+            error
+            for fut, f in futures.items()
+            if f.rel == report.failed[0] and (error := fut.exception()) is not None
         )
-        assert first is not None
         msg = (
             f"Code sync to {plan.where} failed: {_counts(report)} ({report.failed[0]}: "
             f"{describe_error(first, plan.bucket)}). Nothing was published: pulls still get "
