@@ -75,7 +75,9 @@ def sync(  # noqa: PLR0917 - a typer command: options are parameters
     stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
     bucket: str | None = typer.Option(None, "--bucket", help="Bucket (default: storage.bucket)."),
     folder: str | None = typer.Option(None, "--folder", help="Key prefix (default: storage)."),
-    keep: bool = typer.Option(False, "--keep", help="Do not delete stale remote objects."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep files deleted locally in the published tree."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compare only; write nothing."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every changed file."),
 ) -> None:
