@@ -70,7 +70,9 @@ def project(tmp_path: Path, moto: str) -> Path:
 
 def run_once_with_worker(deployment: str, out: Path, pool: str) -> Any:
     env = dict(os.environ)
-    env["PYTHONPATH"] = ""  # the worker must get the code from S3, not from this checkout
+    # The worker must get the project's code from S3, not from this checkout; it does run
+    # this checkout's oxeo-flows (its pull step reads the layout this checkout's sync writes).
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
     return run_with_worker(deployment, out, pool, env=env)
 
 

@@ -65,3 +65,22 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
         else:
             path.write_text(content, encoding="utf-8")
     return root
+
+
+def published(client: Any, bucket: str, folder: str) -> dict[str, bytes]:
+    """The tree a pull of ``folder`` gets: path -> content, read through pointer and manifest."""
+    import json
+
+    store = f"{folder}/.oxeo-flows" if folder else ".oxeo-flows"
+    head = json.loads(client.get_object(Bucket=bucket, Key=f"{store}/HEAD")["Body"].read())
+    key = f"{store}/trees/{head['tree']}.json"
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return {
+        rel: client.get_object(Bucket=bucket, Key=f"{store}/objects/{e['sha256']}")["Body"].read()
+        for rel, e in manifest["files"].items()
+    }
+
+
+def as_bytes(files: dict[str, str | bytes]) -> dict[str, bytes]:
+    """A tree written by `write_tree`, as `published` returns it."""
+    return {k: v if isinstance(v, bytes) else v.encode() for k, v in files.items()}

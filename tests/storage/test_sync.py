@@ -10,8 +10,16 @@ import pytest
 
 from oxeo_flows.errors import StorageError, SyncError
 from oxeo_flows.stack import load_stack
-from oxeo_flows.storage import SHA256_METADATA_KEY, code_files, pull_code, sync_code
-from tests.storage._s3util import Calls, make_bucket, remote_keys, s3_client, write_tree
+from oxeo_flows.storage import code_files, pull_code, sync_code
+from tests.storage._s3util import (
+    Calls,
+    as_bytes,
+    make_bucket,
+    published,
+    remote_keys,
+    s3_client,
+    write_tree,
+)
 
 MiB = 1024 * 1024
 
@@ -39,41 +47,50 @@ def sync(project: Path, client: Any, **kw: Any) -> Any:
 def test_first_sync_uploads_every_file_then_nothing(project: Path, s3: Any) -> None:
     calls = Calls(s3)
     first = sync(project, s3)
-    assert calls.ops["PutObject"] == len(TREE)
+    assert calls.ops["PutObject"] == len(TREE) + 2  # the objects, the manifest, the pointer
     assert sorted(first.uploaded) == sorted(TREE)
-    assert remote_keys(s3, "oxeo-code") == sorted(f"app/{k}" for k in TREE)
+    keys = remote_keys(s3, "oxeo-code")
+    assert len([k for k in keys if k.startswith("app/.oxeo-flows/objects/")]) == len(TREE)
+    assert "app/.oxeo-flows/HEAD" in keys
+    assert f"app/.oxeo-flows/trees/{first.digest}.json" in keys
+    assert published(s3, "oxeo-code", "app") == as_bytes(TREE)
     assert first.bytes == sum(len(v) for v in TREE.values())
 
     calls.reset()
     again = sync(project, s3)
     assert calls.ops["PutObject"] == 0
-    assert calls.ops["HeadObject"] == 0  # single-part ETags are MD5s: the listing is enough
     assert again.uploaded == ()
     assert sorted(again.skipped) == sorted(TREE)
     assert not again.changed
     assert again.digest == first.digest
-    assert again.requests == {"ListObjectsV2": 1}
+    assert again.requests == {"GetObject": 1}  # the pointer names this very tree
 
 
 def test_one_edited_file_is_one_put_and_one_deleted_file_is_one_delete(
     project: Path, s3: Any
 ) -> None:
+    import hashlib
+
     first = sync(project, s3)
     calls = Calls(s3)
     (project / "lib/util.py").write_text("X = 22\n", encoding="utf-8")
     edited = sync(project, s3)
-    assert calls.ops["PutObject"] == 1
-    assert calls.keys["PutObject"] == ["app/lib/util.py"]
+    sha = hashlib.sha256(b"X = 22\n").hexdigest()
+    assert calls.keys["PutObject"] == [
+        f"app/.oxeo-flows/objects/{sha}",
+        f"app/.oxeo-flows/trees/{edited.digest}.json",
+        "app/.oxeo-flows/HEAD",
+    ]
     assert edited.uploaded == ("lib/util.py",)
     assert edited.digest != first.digest
+    assert published(s3, "oxeo-code", "app")["lib/util.py"] == b"X = 22\n"
 
     calls.reset()
     (project / "README.md").unlink()
     removed = sync(project, s3)
-    assert calls.ops["DeleteObject"] == 1
-    assert calls.ops["PutObject"] == 0
+    assert calls.ops["PutObject"] == 2  # a new manifest and the pointer: no content
     assert removed.deleted == ("README.md",)
-    assert "app/README.md" not in remote_keys(s3, "oxeo-code")
+    assert "README.md" not in published(s3, "oxeo-code", "app")
 
 
 def test_same_size_edit_is_detected(project: Path, s3: Any) -> None:
@@ -87,7 +104,7 @@ def test_delete_false_keeps_stale_objects(project: Path, s3: Any) -> None:
     (project / "README.md").unlink()
     report = sync(project, s3, delete=False)
     assert report.deleted == ()
-    assert "app/README.md" in remote_keys(s3, "oxeo-code")
+    assert published(s3, "oxeo-code", "app")["README.md"] == b"# demo\n"
 
 
 def test_other_folders_are_never_touched(project: Path, s3: Any) -> None:
@@ -135,25 +152,25 @@ def test_ignore_rules(tmp_path: Path, s3: Any) -> None:
     stack = load_stack(overrides={"storage": {"ignore": ["notes/"]}})
     report = sync_code(root, bucket="oxeo-code", folder="p", client=s3, stack=stack, progress=False)
     assert sorted(report.uploaded) == expected
-    assert remote_keys(s3, "oxeo-code") == [f"p/{k}" for k in expected]
+    assert sorted(published(s3, "oxeo-code", "p")) == expected
 
 
-def test_multipart_file_is_compared_by_our_hash(tmp_path: Path, s3: Any) -> None:
+def test_multipart_file_is_stored_once_by_its_hash(tmp_path: Path, s3: Any) -> None:
     root = write_tree(tmp_path / "p", {"flow.py": "x", "model.bin": os.urandom(6 * MiB)})
     calls = Calls(s3)
     sync(root, s3, multipart_threshold=5 * MiB)
     assert calls.ops["CreateMultipartUpload"] == 1
     assert calls.ops["UploadPart"] == 2
-    head = s3.head_object(Bucket="oxeo-code", Key="app/model.bin")
-    assert "-" in head["ETag"]  # a multipart ETag is not an MD5
-    assert SHA256_METADATA_KEY in head["Metadata"]
+    assert published(s3, "oxeo-code", "app") == {
+        "flow.py": b"x",
+        "model.bin": (root / "model.bin").read_bytes(),
+    }
 
     calls.reset()
     again = sync(root, s3, multipart_threshold=5 * MiB)
     assert again.uploaded == ()
     assert calls.ops["CreateMultipartUpload"] == 0
     assert calls.ops["PutObject"] == 0
-    assert calls.ops["HeadObject"] == 1  # only the multipart object needs its metadata
 
     # Same size, different content: re-uploaded.
     (root / "model.bin").write_bytes(os.urandom(6 * MiB))
@@ -173,13 +190,16 @@ def test_dry_run_writes_nothing(project: Path, s3: Any) -> None:
 
 
 def test_failure_half_way_reports_what_was_and_was_not_uploaded(project: Path, s3: Any) -> None:
+    import hashlib
+
     from botocore.exceptions import EndpointConnectionError
 
-    s3.put_object(Bucket="oxeo-code", Key="app/stale.py", Body=b"old")
+    s3.put_object(Bucket="oxeo-code", Key="app/stale.py", Body=b"old")  # as 0.2.0 synced it
+    table = hashlib.sha256(b"a,b\n1,2\n").hexdigest()
 
     def cut_network(params: Any, **_: Any) -> None:
         # A real fault injected through boto3's event system on the client in use.
-        if params.get("Key") == "app/lib/data/table.csv":
+        if params.get("Key") == f"app/.oxeo-flows/objects/{table}":
             raise EndpointConnectionError(endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 
     s3.meta.events.register("provide-client-params.s3.PutObject", cut_network, unique_id="cut")
@@ -192,16 +212,21 @@ def test_failure_half_way_reports_what_was_and_was_not_uploaded(project: Path, s
     assert report.failed == ("lib/data/table.csv",)
     assert report.pending == tuple(order[failed_at + 1 :])
     assert report.deleted == ()
-    assert "nothing was deleted" in str(info.value)
+    assert "Nothing was published" in str(info.value)
     keys = remote_keys(s3, "oxeo-code")
-    assert "app/stale.py" in keys  # no delete after a failed upload
-    assert [k for k in keys if k != "app/stale.py"] == [f"app/{r}" for r in order[:failed_at]]
+    assert "app/stale.py" in keys  # the old tree is untouched
+    assert "app/.oxeo-flows/HEAD" not in keys
+    objects = [k for k in keys if k.startswith("app/.oxeo-flows/objects/")]
+    assert len(objects) == failed_at
 
     # Fixed: the next sync uploads only what is missing.
     s3.meta.events.unregister("provide-client-params.s3.PutObject", unique_id="cut")
+    calls = Calls(s3)
     done = sync(project, s3, max_concurrency=1)
-    assert sorted(done.uploaded) == sorted(order[failed_at:])
+    assert calls.ops["PutObject"] == len(order) - failed_at + 2
+    assert sorted(done.uploaded) == order
     assert done.deleted == ("stale.py",)
+    assert remote_keys(s3, "oxeo-code", "app/stale") == []  # 0.2.0's objects are migrated
 
 
 def test_missing_bucket_is_a_storage_error(project: Path, moto: str) -> None:
@@ -220,7 +245,7 @@ def test_default_client_uses_stack_endpoint(project: Path, moto: str) -> None:
     )
     report = sync_code(project, stack=stack, progress=False)
     assert report.url == "s3://from-stack/code/v1"
-    assert len(remote_keys(client, "from-stack", "code/v1/")) == len(TREE)
+    assert published(client, "from-stack", "code/v1") == as_bytes(TREE)
 
 
 def test_folder_defaults_to_the_directory_name(project: Path, s3: Any) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
-from oxeo_flows.cli._common import console, friendly_errors
+from oxeo_flows.cli._common import console, err_console, friendly_errors
 
 __all__ = ["deploy", "pull", "sync"]
 
@@ -73,28 +75,17 @@ def sync(  # noqa: PLR0917 - a typer command: options are parameters
     stack: str | None = typer.Option(None, "--stack", "-s", help="Stack name (default: active)."),
     bucket: str | None = typer.Option(None, "--bucket", help="Bucket (default: storage.bucket)."),
     folder: str | None = typer.Option(None, "--folder", help="Key prefix (default: storage)."),
-    keep: bool = typer.Option(False, "--keep", help="Do not delete stale remote objects."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep files deleted locally in the published tree."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compare only; write nothing."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every changed file."),
 ) -> None:
-    """Upload the project's code to S3, sending only new or changed files."""
-    from oxeo_flows.storage import sync_code
+    """Publish the project's code to S3 as one complete tree, sending only new content."""
+    from oxeo_flows.cli._storage import run_sync
 
-    with friendly_errors():
-        report = sync_code(
-            src,
-            bucket=bucket,
-            folder=folder,
-            delete=False if keep else None,
-            dry_run=dry_run,
-            stack=stack,
-        )
-    console.print(report.summary())
-    if verbose:
-        for rel in report.uploaded:
-            console.print(f"  + {rel}")
-        for rel in report.deleted:
-            console.print(f"  - {rel}")
+    with _storage_errors():
+        run_sync(src, stack, bucket, folder, keep, dry_run, verbose, echo=console.print)
 
 
 def pull(  # noqa: PLR0917 - a typer command: options are parameters
@@ -108,19 +99,20 @@ def pull(  # noqa: PLR0917 - a typer command: options are parameters
     keep: bool = typer.Option(False, "--keep", help="Do not remove files gone from S3."),
 ) -> None:
     """Download code from S3 into a directory, fetching only what changed (the pull step)."""
-    from oxeo_flows.storage import pull_code
+    from oxeo_flows.cli._storage import run_pull
 
-    with friendly_errors():
-        result = pull_code(
-            bucket,
-            folder,
-            block=block,
-            directory=directory,
-            delete=not keep,
-            stack=stack,
-        )
-    console.print(
-        f"s3://{result['bucket']}/{result['folder']}".rstrip("/")
-        + f" -> {result['directory']}: downloaded {result['downloaded']}, "
-        f"{result['skipped']} unchanged, removed {result['deleted']}"
-    )
+    with _storage_errors():
+        run_pull(directory, stack, bucket, folder, block, keep, echo=console.print)
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Our errors as ``Error: ...`` (exit 1); Ctrl-C / SIGTERM as what was done (exit 130)."""
+    from oxeo_flows.cli._storage import interrupted, interruptible
+
+    try:
+        with friendly_errors(), interruptible():
+            yield
+    except KeyboardInterrupt as exc:
+        err_console.print(interrupted(exc))
+        raise typer.Exit(130) from None

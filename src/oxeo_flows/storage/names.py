@@ -15,6 +15,7 @@ from oxeo_flows.errors import ConfigError
 
 if TYPE_CHECKING:
     from oxeo_flows.stack import Stack
+    from oxeo_flows.storage.settings import StackView
 
 __all__ = ["Target", "resolve_target", "safe_folder", "storage_block_name", "unpack_bucket"]
 
@@ -80,7 +81,7 @@ def unpack_bucket(bucket: Any, folder: str | None, credentials: Any, *, where: s
 
 
 def resolve_target(
-    stack: Stack, bucket: str | None, folder: str | None, *, default_folder: str
+    stack: Stack | StackView, bucket: str | None, folder: str | None, *, default_folder: str
 ) -> tuple[str, str]:
     """Validated ``(bucket, folder)``: the arguments, else the stack's ``storage`` section.
 

@@ -25,6 +25,8 @@ class SyncReport:
         dry_run: True when nothing was written.
         digest: SHA-256 over every synced path and content hash: a version of the code tree.
         requests: S3 API calls made, by operation name.
+        collected: Objects and old trees deleted by the garbage collection (and, on the first
+            sync of a folder synced by oxeo-flows 0.2.0, its per-path objects).
     """
 
     bucket: str
@@ -39,6 +41,7 @@ class SyncReport:
     dry_run: bool = False
     digest: str = ""
     requests: Mapping[str, int] = field(default_factory=dict)
+    collected: int = 0
 
     @property
     def changed(self) -> bool:

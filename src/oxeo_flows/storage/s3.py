@@ -22,15 +22,18 @@ from oxeo_flows.errors import OxeoFlowsError, StorageError
 
 if TYPE_CHECKING:
     from oxeo_flows.stack import Stack
+    from oxeo_flows.storage.settings import StackView
 
 __all__ = [
     "SHA256_METADATA_KEY",
     "CallCounter",
     "Remote",
     "describe_error",
+    "delete_keys",
     "error_code",
     "is_sdk_error",
     "list_remote",
+    "list_stamped",
     "make_client",
     "map_s3_errors",
     "object_key",
@@ -42,6 +45,10 @@ SHA256_METADATA_KEY = "oxeo-sha256"
 
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId"})
 _MISSING_BUCKET = frozenset({"NoSuchBucket", "404", "NotFound"})
+#: Codes of a conditional write (``IfMatch`` / ``IfNoneMatch``) that lost its race.
+CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+#: Codes of a missing object.
+MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 # ----------------------------------------------------------------------------- errors
@@ -124,7 +131,7 @@ def _config(max_concurrency: int) -> Any:
 
 
 def make_client(
-    credentials: Any = None, max_concurrency: int = 8, *, stack: Stack | None = None
+    credentials: Any = None, max_concurrency: int = 8, *, stack: Stack | StackView | None = None
 ) -> Any:
     """A boto3 S3 client.
 
@@ -146,8 +153,10 @@ def make_client(
     config = _config(max_concurrency)
     if credentials is None and stack is not None and stack.aws.assume_role_arn:
         from oxeo_flows.aws import aws_credentials
+        from oxeo_flows.storage.settings import StackView
 
-        credentials = aws_credentials(stack=stack)  # prefect-aws assumes the role
+        full = stack.load() if isinstance(stack, StackView) else stack
+        credentials = aws_credentials(stack=full)  # prefect-aws assumes the role
     with map_s3_errors("Cannot create an S3 client", "?"):
         if credentials is None:
             aws = stack.aws if stack is not None else None
@@ -233,3 +242,53 @@ def same_content(
         return True
     head = client.head_object(Bucket=bucket, Key=key)
     return bool(head.get("Metadata", {}).get(SHA256_METADATA_KEY) == sha256)
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """One listed object: its size and when it was last written (server time, epoch s)."""
+
+    size: int
+    modified: float
+
+
+def list_stamped(client: Any, bucket: str, prefix: str) -> tuple[dict[str, Stamped], float]:
+    """Every key under ``prefix`` (relative to it) with size and age, and the server's time.
+
+    The server time is read off the ``Date`` header of the listing responses, so ages are
+    measured on S3's clock, never the local one.
+    """
+    out: dict[str, Stamped] = {}
+    now = 0.0
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        now = max(now, server_time(page))
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) :]
+            if rel:
+                out[rel] = Stamped(int(obj["Size"]), obj["LastModified"].timestamp())
+    # ``Date`` has a resolution of one second: never older than what was just listed.
+    return out, max([now, *(st.modified for st in out.values())])
+
+
+def server_time(response: Any) -> float:
+    """The S3 server's clock at ``response`` (its ``Date`` header), epoch seconds."""
+    import email.utils
+    import time
+
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    date = headers.get("date")
+    if date:
+        with contextlib.suppress(TypeError, ValueError):
+            return email.utils.parsedate_to_datetime(date).timestamp()
+    return time.time()
+
+
+def delete_keys(client: Any, bucket: str, keys: list[str]) -> list[str]:
+    """Delete ``keys`` with ``DeleteObjects`` (1,000 per request); return those that failed."""
+    failed: list[str] = []
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        out = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        failed.extend(str(e.get("Key")) for e in out.get("Errors", []))
+    return failed
