@@ -151,11 +151,12 @@ def cached_view(arg: str | None) -> StackView:
     Raises:
         ConfigError: The stack does not load (never cached).
     """
-    inputs = _inputs()
+    # Only a digest of the inputs is stored: the environment values never reach the disk.
+    inputs = hashlib.sha256(json.dumps(_inputs()).encode()).hexdigest()
     path = _cache_file(arg)
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data["inputs"] == json.loads(json.dumps(inputs)) and data["arg"] == arg:
+        if data["inputs"] == inputs and data["arg"] == arg:
             view = data["view"]
             return StackView(
                 name=view["name"],
@@ -170,8 +171,10 @@ def cached_view(arg: str | None) -> StackView:
 
     view = view_of(resolve_stack(arg), arg)
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"arg": arg, "inputs": inputs, "view": asdict(view)}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps({"arg": arg, "inputs": inputs, "view": asdict(view)}))
         tmp.replace(path)
     return view

@@ -158,16 +158,26 @@ class EC2Emulator(MachineHost):
 
     # ------------------------------------------------------------------ watcher
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Act on moto's current instance states now, then wait for boots/stops to finish."""
+        self._reconcile_all(self.client())
+        super().wait_idle(timeout)
+
     def _watch(self) -> None:
         ec2 = self.client()
         while not self._stop.wait(self.poll):
-            try:
-                found = ec2.describe_instances()
-            except Exception:  # noqa: S112 - moto restarting or stopping; try again
-                continue
-            for reservation in found.get("Reservations", []):
-                for data in reservation.get("Instances", []):
-                    self._reconcile(ec2, data)
+            self._reconcile_all(ec2)
+
+    def _reconcile_all(self, ec2: Any) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            found = ec2.describe_instances()
+        except Exception:  # moto restarting or stopping; the watcher tries again
+            return
+        for reservation in found.get("Reservations", []):
+            for data in reservation.get("Instances", []):
+                self._reconcile(ec2, data)
 
     def _reconcile(self, ec2: Any, data: dict[str, Any]) -> None:
         iid = data["InstanceId"]
