@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,12 +11,7 @@ from oxeo_flows.errors import ConfigError, StorageError
 from oxeo_flows.storage import pull_code
 from tests.bad_input._expect import cases, expect
 
-STORAGE = "needs fix in storage/"
 NAMES = "lowercase letters, digits, '.' and '-'"
-
-
-def _xfail(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 BUCKET_CASES = [
@@ -42,7 +36,6 @@ BUCKET_CASES = [
         "bucket_fodler",
         "did you mean 'bucket_folder'",
         id="override-typo",
-        marks=_xfail(STORAGE),
     ),
     (
         "credentials-typo",
@@ -112,7 +105,6 @@ SYNC_CASES = [
         "max_concurrency",
         "at least 1",
         id="pull-concurrency-zero",
-        marks=_xfail(STORAGE),
     ),
 ]
 

@@ -57,6 +57,25 @@ def s3_bucket(
         from oxeo_flows.aws import aws_credentials
 
         credentials = aws_credentials(stack=the_stack)
+    fields = set(prefect_aws.S3Bucket.model_fields) - {
+        "bucket_name",
+        "bucket_folder",
+        "credentials",
+    }
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        import difflib
+
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+            for key in unknown
+            for close in [difflib.get_close_matches(key, [*fields, "bucket_folder"], n=1)]
+        ]
+        msg = (
+            f"s3_bucket(): unknown S3Bucket field(s) {', '.join(hints)}; "
+            f"valid extra fields are {sorted(fields)}"
+        )
+        raise ConfigError(msg)
     try:
         block: S3Bucket = prefect_aws.S3Bucket(
             bucket_name=name, bucket_folder=prefix, credentials=credentials, **overrides

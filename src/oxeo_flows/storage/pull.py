@@ -140,6 +140,12 @@ def pull_with(
     max_concurrency: int = 8,
 ) -> dict[str, Any]:
     """`pull_code` with the stack already resolved (or None: not needed)."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        msg = f"pull_code max_concurrency must be an integer, at least 1, got {max_concurrency!r}"
+        raise ConfigError(msg)
+    if max_concurrency < 1:
+        msg = f"pull_code max_concurrency must be at least 1, got {max_concurrency}"
+        raise ConfigError(msg)
     target = _target(bucket, folder, block, _credentials_from(credentials))
     if target.bucket is None and the_stack is not None and the_stack.storage.bucket:
         folder = target.folder if target.folder is not None else the_stack.storage.folder
