@@ -87,8 +87,8 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
     with pytest.raises(ClusterStartTimeout) as info:
         runner.cluster_class(**kwargs)
     assert time.monotonic() - started < 30
-    # RunInstances: private, in our subnet and groups, tagged.
-    assert len(calls) == 1
+    # RunInstances: the scheduler, then (parallel boot: before it answered) the worker.
+    assert [c["InstanceType"] for c in calls] == ["t3.medium", "t3.large"]
     params = calls[0]
     (nic,) = params["NetworkInterfaces"]
     assert nic["AssociatePublicIpAddress"] is False
@@ -109,7 +109,7 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
     assert vpc["group"] in message
     assert "aws ec2 get-console-output --instance-id i-" in message
     assert "tcp:8786-8787" in message
-    # Nothing is left running.
+    # Nothing is left running: the worker created while the scheduler booted is gone too.
     assert _live(vpc["endpoint"]) == []
 
 
@@ -141,7 +141,13 @@ def test_cli_cleanup_terminates_leftovers_by_tag(vpc: dict[str, str], stack_file
         )
         return str(inst["Instances"][0]["InstanceId"])
 
-    ours = launch({"oxeo-flows:cluster": "oxeo-dead0001", "oxeo-flows:flow-run": "fr-1"})
+    ours = launch(
+        {
+            "oxeo-flows:cluster": "oxeo-dead0001",
+            "oxeo-flows:flow-run": "fr-1",
+            "oxeo-flows:stack": "local",
+        }
+    )
     other = launch({"Name": "database"})
     stack_file(
         f"""

@@ -180,6 +180,9 @@ def ec2_cluster(
     endpoint_url: str | None = None,
     boto_session: Any = None,
     probe: Probe | None = None,
+    parallel_boot: bool = True,
+    idle_timeout: float | None = None,
+    no_client_timeout: float | None = None,
     **kwargs: Any,
 ) -> EC2Cluster:
     """Start a private Dask cluster on EC2 instances, within ``start_timeout`` seconds.
@@ -211,6 +214,12 @@ def ec2_cluster(
         endpoint_url: EC2 endpoint (default ``AWS_ENDPOINT_URL``).
         boto_session: An ``aiobotocore`` session to use (e.g. with event hooks).
         probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
+        parallel_boot: Create the first workers' VMs while the scheduler VM boots (default);
+            False waits for the scheduler first, as dask-cloudprovider does.
+        idle_timeout: Seconds without tasks after which the scheduler closes and the VMs shut
+            down (None: never).
+        no_client_timeout: Seconds without a connected client after which the scheduler
+            closes and the VMs shut down (None: never).
         **kwargs: Passed to ``dask_cloudprovider.aws.EC2Cluster``.
 
     Returns:
@@ -242,6 +251,9 @@ def ec2_cluster(
         remote_config=remote,
         probe=probe,
         deadline=deadline,
+        parallel_boot=parallel_boot,
+        idle_timeout=idle_timeout,
+        no_client_timeout=no_client_timeout,
     )
     options: dict[str, Any] = {
         "region": region,

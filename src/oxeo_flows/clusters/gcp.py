@@ -134,7 +134,27 @@ def gcp_cluster_class() -> type[Any]:
             status: str = await super().update_status()
             if status in _DEAD:
                 raise await self.cluster._oxeo_vm_died(self.name, status)
+            self._oxeo_boot_workers()
             return status
+
+        def _oxeo_boot_workers(self) -> None:
+            """Start the workers' VMs once GCE has assigned this VM its ``networkIP``.
+
+            GCE assigns it at insert (PROVISIONING); dask-cloudprovider's workers read it
+            from the cluster (``scheduler_internal_ip``), set here instead of after the
+            scheduler answers.
+            """
+            cluster = self.cluster
+            if getattr(cluster, "scheduler_internal_ip", None):
+                return
+            items = (getattr(self, "gcp_inst", None) or {}).get("items") or [{}]
+            nics = items[0].get("networkInterfaces") or [{}]
+            ip = nics[0].get("networkIP")
+            if not ip:
+                return
+            cluster.scheduler_internal_ip = ip
+            cluster.scheduler_port = self.port
+            cluster._oxeo_boot_workers(f"{cluster.protocol}://{ip}:{self.port}")
 
         async def oxeo_check_alive(self) -> None:
             """Raise `ClusterError` (with the serial console) if the VM has stopped."""
@@ -327,6 +347,9 @@ def gcp_cluster(
     compute_endpoint: str | None = None,
     service_account_credentials: dict[str, Any] | None = None,
     probe: Probe | None = None,
+    parallel_boot: bool = True,
+    idle_timeout: float | None = None,
+    no_client_timeout: float | None = None,
     asynchronous: bool = False,
     **kwargs: Any,
 ) -> GCPCluster:
@@ -366,6 +389,12 @@ def gcp_cluster(
         service_account_credentials: A service-account key for the Compute API (default:
             application default credentials).
         probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
+        parallel_boot: Create the first workers' VMs while the scheduler VM boots (default);
+            False waits for the scheduler first, as dask-cloudprovider does.
+        idle_timeout: Seconds without tasks after which the scheduler closes and the VMs shut
+            down (None: never).
+        no_client_timeout: Seconds without a connected client after which the scheduler
+            closes and the VMs shut down (None: never).
         asynchronous: Create without starting (for use inside an event loop).
         **kwargs: Passed to ``dask_cloudprovider.gcp.GCPCluster``.
 
@@ -409,6 +438,9 @@ def gcp_cluster(
         remote_config=remote,
         probe=probe,
         deadline=deadline,
+        parallel_boot=parallel_boot,
+        idle_timeout=idle_timeout,
+        no_client_timeout=no_client_timeout,
     )
     options: dict[str, Any] = {
         "compute": compute,
