@@ -88,6 +88,27 @@ class ClusterPlan:
     """Seconds without a connected client after which the scheduler closes (None: never)."""
 
 
+async def _within(awaitable: Awaitable[Any], seconds: float, *, grace: float = 10.0) -> Any:
+    """Await ``awaitable`` for at most ``seconds``; then cancel it and raise `TimeoutError`.
+
+    Unlike ``asyncio.wait_for``, a task that does not finish once cancelled (a stuck API call,
+    a swallowed cancellation) is waited on for ``grace`` seconds only, so that cleanup runs.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _pending = await asyncio.wait({task}, timeout=max(seconds, 0.001))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=grace)
+    if not task.done():
+        logger.warning("a cancelled cluster start step did not stop within %g s", grace)
+    raise TimeoutError
+
+
 def _cluster_error_in(exc: BaseException) -> ClusterError | None:
     """The `ClusterError` in ``exc``'s chain of causes and contexts, if any."""
     seen: set[int] = set()
@@ -164,7 +185,7 @@ class VMClusterMixin:
 
     async def _start(self) -> None:
         try:
-            await asyncio.wait_for(super()._start(), max(self._deadline.remaining(), 0.001))  # type: ignore[misc]
+            await _within(super()._start(), self._deadline.remaining())  # type: ignore[misc]
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
@@ -193,7 +214,7 @@ class VMClusterMixin:
             await parent()
 
         try:
-            await asyncio.wait_for(first_workers(), max(self._deadline.remaining(), 0.001))
+            await _within(first_workers(), self._deadline.remaining())
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message(workers=True)) from exc

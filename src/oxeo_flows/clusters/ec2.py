@@ -5,10 +5,16 @@ Private by default (``use_private_ip=True``), in an explicit subnet with explici
 groups (dask-cloudprovider's default-group path is broken and would open 8786-8787 to the
 world), TLS with per-cluster certificates, every instance tagged with the cluster name and the
 flow run id, and a start deadline after which every instance is terminated.
+
+Every instance requires IMDSv2 (``HttpTokens=required``) with a hop limit of 2, so that the
+container (one hop further than the host, ``docker run --net=host`` or not) still reaches the
+instance role. The cloud-init user-data is gzip-compressed (cloud-init unpacks it), and its
+size is checked against EC2's 16,384-byte limit before RunInstances.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +45,63 @@ _GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
 _CLASSES: dict[str, type[Any]] = {}
 
+#: EC2's limit on user-data, in bytes, before base64 encoding.
+USER_DATA_LIMIT = 16384
+#: IMDSv2 only; hop limit 2 so that a container on the instance reaches the metadata service.
+METADATA_OPTIONS: dict[str, Any] = {
+    "HttpTokens": "required",
+    "HttpPutResponseHopLimit": 2,
+    "HttpEndpoint": "enabled",
+}
+
+
+def _require_imdsv2(params: dict[str, Any], **_: Any) -> None:
+    """Set `METADATA_OPTIONS` on RunInstances (a botocore ``provide-client-params`` hook)."""
+    params.setdefault("MetadataOptions", dict(METADATA_OPTIONS))
+
+
+class _ClientContext:
+    """``session.create_client(...)``'s context manager, hooking RunInstances of the client."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> Any:
+        client = await self._inner.__aenter__()
+        client.meta.events.register("provide-client-params.ec2.RunInstances", _require_imdsv2)
+        return client
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._inner.__aexit__(*exc)
+
+
+def compress_user_data(text: str, *, what: str) -> bytes:
+    """The gzip-compressed user-data, checked against EC2's limit.
+
+    Args:
+        text: The cloud-init document.
+        what: Which instance it is for (for the message).
+
+    Returns:
+        The gzip bytes (cloud-init detects and unpacks them).
+
+    Raises:
+        ClusterError: Over `USER_DATA_LIMIT` bytes even compressed.
+    """
+    data = gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+    if len(data) > USER_DATA_LIMIT:
+        msg = (
+            f"the EC2 user-data of {what} is {len(data):,} bytes gzip-compressed "
+            f"({len(text.encode()):,} bytes of cloud-init); EC2 accepts at most "
+            f"{USER_DATA_LIMIT:,} bytes, so RunInstances was not called. Shrink what the "
+            "instances inherit: the dask config of this process (DASK_* variables, "
+            "~/.config/dask/*.yaml: every non-default value is shipped), env_vars and "
+            "extra_bootstrap of the cluster, or use an AMI with Docker installed "
+            "(dask.ec2.ami, bootstrap = false) to drop the install script."
+        )
+        raise ClusterError(msg)
+    return data
+
 
 class _EndpointSession:
     """An aiobotocore session whose clients use a given endpoint (moto, VPC endpoints)."""
@@ -50,7 +113,9 @@ class _EndpointSession:
     def create_client(self, *args: Any, **kwargs: Any) -> Any:
         if self._endpoint_url and "endpoint_url" not in kwargs:
             kwargs["endpoint_url"] = self._endpoint_url
-        return self._session.create_client(*args, **kwargs)
+        service = args[0] if args else kwargs.get("service_name")
+        inner = self._session.create_client(*args, **kwargs)
+        return _ClientContext(inner) if service == "ec2" else inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -113,6 +178,12 @@ def ec2_cluster_class() -> type[Any]:
         @boto_session.setter
         def boto_session(self, value: Any) -> None:
             pass  # EC2Cluster creates its own session; keep ours (endpoint, event hooks).
+
+        def render_process_cloud_init(self, process: Any) -> bytes:
+            """The cloud-init of ``process``, gzip-compressed and checked against the limit."""
+            text: str = super().render_process_cloud_init(process)
+            what = f"instance {getattr(process, 'name', '?')} of cluster {self._plan.name!r}"
+            return compress_user_data(text, what=what)
 
         @property
         def scheduler_class(self) -> type[Any]:

@@ -183,7 +183,7 @@ class EC2Emulator(MachineHost):
             if inst is None and state == "running" and data.get("PrivateIpAddress"):
                 attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
                 raw = (attr.get("UserData") or {}).get("Value") or ""
-                user_data = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
+                user_data = base64.b64decode(raw) if raw else b""
                 inst = EmulatedInstance(
                     name=iid, address=data["PrivateIpAddress"], console=self._dir / f"{iid}.log"
                 )
@@ -192,7 +192,7 @@ class EC2Emulator(MachineHost):
             elif inst is not None and state in _GONE and not inst.stopped.is_set():
                 self._spawn(self._halt, inst, name=f"halt-{iid}")
 
-    def _boot(self, inst: EmulatedInstance, user_data: str) -> None:
+    def _boot(self, inst: EmulatedInstance, user_data: bytes) -> None:
         inst.log(f"[emulator] {inst.id}: running at {inst.address}")
         if inst.stopped.wait(self.boot_delay):
             return
