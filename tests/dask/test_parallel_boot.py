@@ -102,7 +102,13 @@ def test_a_worker_vm_that_cannot_be_created_fails_the_start_at_once(gce: Compute
     assert gce.processes() == []
 
 
-def test_a_dead_scheduler_takes_the_early_workers_with_it(gce: ComputeEmulator) -> None:
+def test_a_dead_scheduler_takes_the_early_workers_with_it() -> None:
+    # A VM takes a moment to boot (as a real one does): the workers are inserted meanwhile.
+    with ComputeEmulator(address_prefix="127.10.114", boot_delay=1.0) as gce:
+        _dead_scheduler(gce)
+
+
+def _dead_scheduler(gce: ComputeEmulator) -> None:
     gce.die_at_boot("scheduler")
     with pytest.raises(ClusterError) as info:
         _cluster(gce, start_timeout=600)

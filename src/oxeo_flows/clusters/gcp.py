@@ -15,7 +15,6 @@ once, with the VM's serial console in the message, instead of waiting for the de
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
@@ -39,33 +38,28 @@ if TYPE_CHECKING:
 __all__ = ["compute_client", "compute_endpoint_url", "gcp_cluster", "gcp_cluster_class"]
 
 _CLASSES: dict[str, type[Any]] = {}
-_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+#: Seconds one Compute API request of a cluster may take.
+_REQUEST_TIMEOUT = 60.0
 _DEAD = frozenset({"STOPPING", "STOPPED", "SUSPENDING", "SUSPENDED", "TERMINATED"})
 
 
-def _is_loopback(endpoint: str) -> bool:
-    from oxeo_flows._loopback import is_loopback_endpoint
-
-    return is_loopback_endpoint(endpoint)
-
-
 def compute_endpoint_url(endpoint: str) -> str:
-    """The discovery ``api_endpoint`` for ``gcp.endpoints.compute``.
+    """The discovery ``api_endpoint`` for ``gcp.endpoints.compute`` (`gcp_api.service_url`).
 
     A bare ``HOST:PORT`` gets a scheme (``http`` for loopback, else ``https``) and the
     ``/compute/v1/`` path; a URL with a path is used as it is.
     """
-    loopback = _is_loopback(endpoint)
-    base = endpoint if "://" in endpoint else f"{'http' if loopback else 'https'}://{endpoint}"
-    if re.sub(r"^[a-z]+://", "", base).rstrip("/").count("/") == 0:
-        base = base.rstrip("/") + "/compute/v1/"
-    return base if base.endswith("/") else base + "/"
+    from oxeo_flows.gcp_api import service_url
+
+    return service_url("compute", endpoint)
 
 
 def compute_client(
     endpoint: str | None = None, *, service_account_info: dict[str, Any] | None = None
 ) -> Any:
     """A Compute Engine discovery client (thread-safe: a fresh HTTP object per request).
+
+    Built by `oxeo_flows.gcp_api.rest_service`; this adds the cluster's error.
 
     Args:
         endpoint: ``gcp.endpoints.compute``: ``HOST:PORT`` or a base URL; None for Google's.
@@ -79,37 +73,19 @@ def compute_client(
     Raises:
         ClusterError: No credentials could be found, or the client could not be built.
     """
-    discovery = require("googleapiclient.discovery", "dask")
-    google_auth_httplib2 = require("google_auth_httplib2", "dask")
-    httplib2 = require("httplib2", "dask")
-    http_request = require("googleapiclient.http", "dask").HttpRequest
+    from oxeo_flows.errors import MissingExtraError
+    from oxeo_flows.gcp_api import rest_service
 
-    kwargs: dict[str, Any] = {"cache_discovery": False, "static_discovery": True}
     try:
-        if endpoint:
-            kwargs["client_options"] = {"api_endpoint": compute_endpoint_url(endpoint)}
-        if endpoint and _is_loopback(endpoint):
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials: Any = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        elif service_account_info:
-            from google.oauth2 import service_account
-
-            credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                service_account_info, scopes=_SCOPES
-            )
-        else:
-            import google.auth
-
-            credentials, _project = google.auth.default(scopes=_SCOPES)
-
-        def request_builder(http: Any, *args: Any, **kw: Any) -> Any:
-            fresh = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http())
-            return http_request(fresh, *args, **kw)
-
-        return discovery.build(
-            "compute", "v1", credentials=credentials, requestBuilder=request_builder, **kwargs
+        return rest_service(
+            "compute",
+            endpoint,
+            service_account_info=service_account_info,
+            thread_safe=True,
+            timeout=_REQUEST_TIMEOUT,
         )
+    except MissingExtraError:
+        raise
     except Exception as exc:
         where = f" at {endpoint}" if endpoint else ""
         msg = (
