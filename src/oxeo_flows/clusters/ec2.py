@@ -15,6 +15,7 @@ size is checked against EC2's 16,384-byte limit before RunInstances.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ _LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 _GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
 _CLASSES: dict[str, type[Any]] = {}
+logger = logging.getLogger("oxeo_flows.clusters")
 
 #: EC2's limit on user-data, in bytes, before base64 encoding.
 USER_DATA_LIMIT = 16384
@@ -121,6 +123,33 @@ class _EndpointSession:
         return getattr(self._session, name)
 
 
+_ALREADY_GONE = frozenset({"InvalidInstanceID.NotFound", "InvalidNetworkInterfaceID.NotFound"})
+
+
+class _TerminateOnceMixin:
+    """``destroy_vm`` that accepts an instance already gone.
+
+    An instance whose container exited terminates itself (cloud-init's shutdown, with
+    ``InstanceInitiatedShutdownBehavior=terminate``): when the cluster closes, its workers do
+    so while dask-cloudprovider terminates them too.
+    """
+
+    name: str
+
+    async def destroy_vm(self) -> None:
+        try:
+            await super().destroy_vm()  # type: ignore[misc]
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in _ALREADY_GONE:
+                raise
+            logger.debug("instance %s was already terminated (%s)", self.name, code)
+
+
+class _SchedulerParts(InheritEnvMixin, SchedulerWaitMixin, _TerminateOnceMixin):
+    """What our scheduler instance adds, in method resolution order."""
+
+
 def ec2_tags(name: str, flow_run_id: str | None, stack: str | None = None) -> dict[str, str]:
     """The tags every instance of a cluster carries."""
     tags = {TAG_CLUSTER: name, TAG_FLOW_RUN: flow_run_id or "none", "Name": f"{name}-dask"}
@@ -135,7 +164,7 @@ def ec2_cluster_class() -> type[Any]:
         return _CLASSES["cluster"]
     ec2 = require("dask_cloudprovider.aws.ec2", "dask")
 
-    class OxeoEC2Scheduler(InheritEnvMixin, SchedulerWaitMixin, ec2.EC2Scheduler):  # type: ignore[misc,name-defined]
+    class OxeoEC2Scheduler(_SchedulerParts, ec2.EC2Scheduler):  # type: ignore[misc,name-defined]
         """A scheduler instance with a bounded, non-blocking wait that notices a stopped one."""
 
         async def oxeo_check_alive(self) -> None:
@@ -157,7 +186,7 @@ def ec2_cluster_class() -> type[Any]:
                     console = f"(could not read the console output: {exc})"
             raise ClusterError(self.cluster._oxeo_died_message(iid, state, console))
 
-    class OxeoEC2Worker(InheritEnvMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
+    class OxeoEC2Worker(InheritEnvMixin, _TerminateOnceMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
         """A worker instance inheriting the cluster's private config."""
 
     class OxeoEC2Cluster(VMClusterMixin, ec2.EC2Cluster):  # type: ignore[misc,name-defined]
