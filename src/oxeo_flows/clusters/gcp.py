@@ -260,9 +260,14 @@ def gcp_cluster_class() -> type[Any]:
                 )
                 names = [item["name"] for item in listing.get("items", [])]
                 for name in names:
-                    self.compute.instances().delete(
-                        project=project, zone=plan.zone, instance=name
-                    ).execute()
+                    try:
+                        self.compute.instances().delete(
+                            project=project, zone=plan.zone, instance=name
+                        ).execute()
+                    except Exception as exc:
+                        # Deleted meanwhile (by its own close): nothing left to do.
+                        if getattr(getattr(exc, "resp", None), "status", None) != 404:
+                            raise
                 return names
 
             names: list[str] = await self.call_async(sweep)
