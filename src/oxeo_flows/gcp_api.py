@@ -20,7 +20,7 @@ from typing import Any
 from oxeo_flows._extras import require
 from oxeo_flows._loopback import is_loopback_endpoint
 
-__all__ = ["SERVICES", "adc_unavailable", "fetch", "rest_service"]
+__all__ = ["SERVICES", "adc_unavailable", "fetch", "rest_service", "service_url"]
 
 #: API name -> (version, service path below the endpoint).
 SERVICES: dict[str, tuple[str, str]] = {
@@ -56,6 +56,15 @@ def adc_unavailable() -> str | None:
     )
 
 
+def service_url(api: str, endpoint: str) -> str:
+    """The discovery ``api_endpoint`` of ``api`` at ``endpoint`` (``[gcp.endpoints]``).
+
+    A bare ``HOST:PORT`` gets a scheme (``http`` for loopback, else ``https``) and the API's
+    own path (``compute/v1/``); a URL with a path is used as it is.
+    """
+    return _base_url(endpoint, SERVICES[api][1])
+
+
 def _base_url(endpoint: str, service_path: str) -> str:
     if "://" in endpoint:
         base = endpoint
@@ -67,13 +76,25 @@ def _base_url(endpoint: str, service_path: str) -> str:
     return f"{base}/{service_path}" if base.count("/") <= 2 else f"{base}/"
 
 
-def rest_service(api: str, endpoint: str | None = None) -> Any:
+def rest_service(
+    api: str,
+    endpoint: str | None = None,
+    *,
+    service_account_info: dict[str, Any] | None = None,
+    thread_safe: bool = False,
+    timeout: float = TIMEOUT,
+) -> Any:
     """A ``googleapiclient`` resource for ``api`` (a key of `SERVICES`).
 
     Args:
         api: ``compute``, ``servicenetworking``, ``artifactregistry`` or
             ``cloudresourcemanager``.
         endpoint: ``HOST[:PORT]`` or a base URL from ``[gcp.endpoints]``; None for Google's.
+        service_account_info: A service-account key to use instead of Application Default
+            Credentials (ignored for a loopback endpoint).
+        thread_safe: A fresh HTTP connection per request (httplib2 is not thread-safe), for
+            clients whose requests run in several threads at once (dask-cloudprovider's).
+        timeout: Seconds one request may take.
 
     Returns:
         The service resource (call ``.execute()`` through `fetch`).
@@ -84,19 +105,39 @@ def rest_service(api: str, endpoint: str | None = None) -> Any:
     """
     discovery = require("googleapiclient.discovery", "dask")
     httplib2 = require("httplib2", "dask")
-    version, service_path = SERVICES[api]
+    version, _path = SERVICES[api]
     kwargs: dict[str, Any] = {"cache_discovery": False, "static_discovery": True}
     if endpoint:
-        kwargs["client_options"] = {"api_endpoint": _base_url(endpoint, service_path)}
-    http = httplib2.Http(timeout=TIMEOUT)
+        kwargs["client_options"] = {"api_endpoint": service_url(api, endpoint)}
     if endpoint and is_loopback_endpoint(endpoint):
-        kwargs["http"] = http
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials: Any = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    elif service_account_info:
+        from google.oauth2 import service_account
+
+        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            service_account_info, scopes=_SCOPES
+        )
     else:
         import google.auth
-        from google_auth_httplib2 import AuthorizedHttp  # type: ignore[import-untyped]
 
         credentials, _ = google.auth.default(scopes=_SCOPES)
-        kwargs["http"] = AuthorizedHttp(credentials, http=http)
+
+    def new_http() -> Any:
+        http = httplib2.Http(timeout=timeout)
+        from google_auth_httplib2 import AuthorizedHttp  # type: ignore[import-untyped]
+
+        return AuthorizedHttp(credentials, http=http)
+
+    kwargs["http"] = new_http()
+    if thread_safe:
+        http_request = require("googleapiclient.http", "dask").HttpRequest
+
+        def request_builder(_shared: Any, *args: Any, **kw: Any) -> Any:
+            return http_request(new_http(), *args, **kw)
+
+        kwargs["requestBuilder"] = request_builder
     return discovery.build(api, version, **kwargs)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from oxeo_flows._extras import require
 from oxeo_flows._model import build
 from oxeo_flows.clusters._deadline import DEFAULT_START_TIMEOUT
+from oxeo_flows.clusters.lifecycle import lifecycle_kwargs
 from oxeo_flows.errors import ConfigError
 from oxeo_flows.stack import DaskSection, Stack, load_stack
 
@@ -189,6 +190,7 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
         **_reuse_kwargs(settings),
+        **lifecycle_kwargs(settings),
     }
     for key, value in (
         ("docker_image", vm.docker_image),
@@ -263,6 +265,7 @@ def _ec2_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
         **_reuse_kwargs(settings),
+        **lifecycle_kwargs(settings),
     }
     for key, value in (
         ("vpc", aws.vpc),

@@ -106,13 +106,17 @@ def test_cleanup_deletes_labelled_gce_vms_only(
     fake.add(
         "dask-1a2b3c4d-scheduler",
         "europe-west4-a",
-        {"oxeo-flows-cluster": "oxeo-0badf00d", "oxeo-flows-flow-run": "fr-9"},
+        {
+            "oxeo-flows-cluster": "oxeo-0badf00d",
+            "oxeo-flows-flow-run": "fr-9",
+            "oxeo-flows-stack": "local",
+        },
         "2020-01-01T10:00:00.000-07:00",
     )
     fake.add(
         "dask-1a2b3c4d-worker-1",
         "europe-west4-b",
-        {"oxeo-flows-cluster": "oxeo-0badf00d"},
+        {"oxeo-flows-cluster": "oxeo-0badf00d", "oxeo-flows-stack": "local"},
         "2020-01-01T10:00:01.000-07:00",
     )
     fake.add("postgres", "europe-west4-a", {"team": "db"}, "2020-01-01T10:00:00.000-07:00")
@@ -132,7 +136,7 @@ compute = "{endpoint}"
         ("dask-1a2b3c4d-scheduler", "europe-west4-a", "oxeo-0badf00d"),
         ("dask-1a2b3c4d-worker-1", "europe-west4-b", "oxeo-0badf00d"),
     }
-    assert fake.filters[0] == "labels.oxeo-flows-cluster:*"
+    assert fake.filters[0] == "labels.oxeo-flows-cluster:* labels.oxeo-flows-stack = local"
     done = cli.invoke(app, ["clusters", "cleanup", "--older-than", "1d", "--yes"])
     assert done.exit_code == 0, done.output
     assert sorted(fake.deleted) == ["dask-1a2b3c4d-scheduler", "dask-1a2b3c4d-worker-1"]

@@ -6,6 +6,7 @@ records the address and answers "not yet", so the start deadline expires without
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -87,8 +88,8 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
     with pytest.raises(ClusterStartTimeout) as info:
         runner.cluster_class(**kwargs)
     assert time.monotonic() - started < 30
-    # RunInstances: private, in our subnet and groups, tagged.
-    assert len(calls) == 1
+    # RunInstances: the scheduler, then (parallel boot: before it answered) the worker.
+    assert [c["InstanceType"] for c in calls] == ["t3.medium", "t3.large"]
     params = calls[0]
     (nic,) = params["NetworkInterfaces"]
     assert nic["AssociatePublicIpAddress"] is False
@@ -109,7 +110,7 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
     assert vpc["group"] in message
     assert "aws ec2 get-console-output --instance-id i-" in message
     assert "tcp:8786-8787" in message
-    # Nothing is left running.
+    # Nothing is left running: the worker created while the scheduler booted is gone too.
     assert _live(vpc["endpoint"]) == []
 
 
@@ -141,7 +142,13 @@ def test_cli_cleanup_terminates_leftovers_by_tag(vpc: dict[str, str], stack_file
         )
         return str(inst["Instances"][0]["InstanceId"])
 
-    ours = launch({"oxeo-flows:cluster": "oxeo-dead0001", "oxeo-flows:flow-run": "fr-1"})
+    ours = launch(
+        {
+            "oxeo-flows:cluster": "oxeo-dead0001",
+            "oxeo-flows:flow-run": "fr-1",
+            "oxeo-flows:stack": "local",
+        }
+    )
     other = launch({"Name": "database"})
     stack_file(
         f"""
@@ -177,3 +184,84 @@ def test_cli_reports_config_errors_without_traceback() -> None:
     assert result.exit_code == 1
     assert "not a duration" in result.output
     assert "Traceback" not in result.output
+
+
+def _never_started(vpc: dict[str, str], **extra: Any) -> tuple[list[dict[str, Any]], Any]:
+    """Start a cluster whose scheduler never answers; the RunInstances params and the error."""
+    from aiobotocore.session import get_session
+
+    session = get_session()
+    calls: list[dict[str, Any]] = []
+    session.register(
+        "before-parameter-build.ec2.RunInstances",
+        lambda params, **_: calls.append(dict(params)),
+    )
+
+    async def never(host: str, port: int) -> bool:
+        return False
+
+    runner = _runner(vpc, start_timeout=3)
+    kwargs = {
+        **runner.cluster_kwargs,
+        "start_timeout": 3,
+        "boto_session": session,
+        "probe": never,
+        **extra,
+    }
+    with pytest.raises(Exception) as info:
+        runner.cluster_class(**kwargs)
+    return calls, info.value
+
+
+def test_instances_require_imdsv2_with_hop_limit_2(vpc: dict[str, str]) -> None:
+    import boto3
+
+    calls, error = _never_started(vpc)
+    assert isinstance(error, ClusterStartTimeout)
+    assert len(calls) == 2  # scheduler and worker
+    for params in calls:
+        assert params["MetadataOptions"]["HttpTokens"] == "required"
+        assert params["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=vpc["endpoint"])
+    found = ec2.describe_instances()["Reservations"]
+    options = [i["MetadataOptions"] for r in found for i in r["Instances"]]
+    assert len(options) == 2
+    for option in options:
+        assert option["HttpTokens"] == "required"
+        assert option["HttpPutResponseHopLimit"] == 2
+
+
+def test_user_data_is_gzip_compressed_and_well_under_the_limit(vpc: dict[str, str]) -> None:
+    import gzip
+
+    from oxeo_flows.clusters.ec2 import USER_DATA_LIMIT
+    from oxeo_flows.testing._boot import parse_user_data
+
+    calls, _error = _never_started(vpc)
+    sent = calls[0]["UserData"]
+    # botocore base64-encodes it on the way (its own handler may have run already).
+    scheduler = sent if isinstance(sent, bytes) else base64.b64decode(sent)
+    text = gzip.decompress(scheduler).decode()
+    assert text.startswith("#cloud-config")
+    assert len(scheduler) < len(text.encode()) / 2
+    assert len(scheduler) < USER_DATA_LIMIT / 2
+    # The emulator (like cloud-init) unpacks it.
+    plan = parse_user_data(scheduler)
+    assert "distributed.cli.dask_scheduler" in plan.command
+
+
+def test_oversized_user_data_is_refused_before_run_instances(vpc: dict[str, str]) -> None:
+    import secrets
+
+    # Random text does not compress: ~40 KB of env -> over 16,384 bytes even gzipped.
+    calls, error = _never_started(vpc, env_vars={"BIG_SETTING": secrets.token_hex(20000)})
+    from oxeo_flows.errors import ClusterError
+
+    assert isinstance(error, ClusterError)
+    assert not isinstance(error, ClusterStartTimeout)
+    text = str(error)
+    assert "16,384 bytes" in text
+    assert "RunInstances was not called" in text
+    assert "env_vars" in text
+    assert calls == []
+    assert _live(vpc["endpoint"]) == []

@@ -21,26 +21,44 @@ _CLOUD = typer.Option(
 )
 _OLDER = typer.Option(None, "--older-than", help="Only VMs at least this old, e.g. 30m, 2h, 1d.")
 _CLUSTER = typer.Option(None, "--cluster", help="Only VMs of this cluster name.")
+_ALL_STACKS = typer.Option(
+    False,
+    "--all-stacks",
+    help="VMs of every stack in the project/region (default: only the stack's own VMs).",
+)
 
 
 def _table(vms: list, title: str) -> Table:  # type: ignore[type-arg]
-    out = table(title, "cloud", "cluster", "name", "id", "location", "state", "age", "flow run")
+    out = table(
+        title, "cloud", "stack", "cluster", "name", "id", "location", "state", "age", "flow run"
+    )
     for vm in vms:
         age = vm.age()
         shown = "?" if age is None else f"{int(age.total_seconds() // 60)}m"
-        out.add_row(vm.cloud, vm.cluster, vm.name, vm.id, vm.location, vm.state, shown, vm.flow_run)
+        out.add_row(
+            vm.cloud,
+            vm.stack or "-",
+            vm.cluster,
+            vm.name,
+            vm.id,
+            vm.location,
+            vm.state,
+            shown,
+            vm.flow_run,
+        )
     return out
 
 
 @app.command("list")
-def list_(
+def list_(  # noqa: PLR0917 - typer maps parameters to options
     stack: str | None = _STACK,
     cloud: list[str] | None = _CLOUD,
     older_than: str | None = _OLDER,
     cluster: str | None = _CLUSTER,
+    all_stacks: bool = _ALL_STACKS,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List live VMs of oxeo-flows Dask clusters (found by their labels / tags)."""
+    """List live VMs of the stack's Dask clusters (found by their labels / tags)."""
     from oxeo_flows.clusters.cleanup import list_cluster_vms, parse_age
 
     with friendly_errors():
@@ -49,6 +67,7 @@ def list_(
             clouds=cloud or None,
             older_than=parse_age(older_than) if older_than else None,
             cluster=cluster,
+            all_stacks=all_stacks,
         )
     if as_json:
         rows = [
@@ -69,10 +88,11 @@ def cleanup(  # noqa: PLR0917 - typer maps parameters to options
     cloud: list[str] | None = _CLOUD,
     older_than: str | None = _OLDER,
     cluster: str | None = _CLUSTER,
+    all_stacks: bool = _ALL_STACKS,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted."),
 ) -> None:
-    """Delete (GCE) / terminate (EC2) leftover Dask cluster VMs."""
+    """Delete (GCE) / terminate (EC2) leftover Dask cluster VMs of the stack (its label/tag)."""
     from oxeo_flows.clusters.cleanup import delete_cluster_vms, list_cluster_vms, parse_age
 
     with friendly_errors():
@@ -81,6 +101,7 @@ def cleanup(  # noqa: PLR0917 - typer maps parameters to options
             clouds=cloud or None,
             older_than=parse_age(older_than) if older_than else None,
             cluster=cluster,
+            all_stacks=all_stacks,
         )
         if not vms:
             console.print("No Dask cluster VMs found; nothing to delete.")

@@ -9,6 +9,12 @@ classes (``class OurCluster(VMClusterMixin, GCPCluster)``) and replace exactly t
   on expiry every VM we created is deleted (by object, then by label) and `ClusterStartTimeout`
   is raised with the address dialed and a checklist;
 - the scheduler wait is a non-blocking connect, attempt by attempt;
+- parallel boot: the first workers' VMs are created as soon as the scheduler's private address
+  is known (GCE: its ``networkIP`` right after insert; EC2: ``PrivateIpAddress`` from
+  RunInstances), while the scheduler VM boots, instead of after the scheduler answers; their
+  workers retry until it does (``death_timeout`` = the start deadline). A failed start
+  (deadline, stopped scheduler VM, a worker VM that could not be created) deletes every VM;
+- the VMs inherit the idle and no-client timeouts (`oxeo_flows.clusters.lifecycle`);
 - TLS material for the VMs is serialised into their own cloud-init environment only;
 - provider config is read from a private copy (scoped ``dask.config.set``).
 """
@@ -19,11 +25,13 @@ import asyncio
 import contextlib
 import copy
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from oxeo_flows.clusters._deadline import Deadline, scheduler_timeout_message
+from oxeo_flows.clusters.lifecycle import lifecycle_config
 from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 
 __all__ = [
@@ -74,6 +82,34 @@ class ClusterPlan:
     vm_tls: Any = None
     """The cluster's `oxeo_flows.clusters.vm_secrets.VmTls` (per-role certificates and how
     the VMs get theirs), or None without TLS."""
+    parallel_boot: bool = True
+    """Create the first workers' VMs while the scheduler VM boots (False: after it answers,
+    as dask-cloudprovider does)."""
+    idle_timeout: float | None = None
+    """Seconds without tasks after which the scheduler closes (None: never)."""
+    no_client_timeout: float | None = None
+    """Seconds without a connected client after which the scheduler closes (None: never)."""
+
+
+async def _within(awaitable: Awaitable[Any], seconds: float, *, grace: float = 10.0) -> Any:
+    """Await ``awaitable`` for at most ``seconds``; then cancel it and raise `TimeoutError`.
+
+    Unlike ``asyncio.wait_for``, a task that does not finish once cancelled (a stuck API call,
+    a swallowed cancellation) is waited on for ``grace`` seconds only, so that cleanup runs.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _pending = await asyncio.wait({task}, timeout=max(seconds, 0.001))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=grace)
+    if not task.done():
+        logger.warning("a cancelled cluster start step did not stop within %g s", grace)
+    raise TimeoutError
 
 
 def _cluster_error_in(exc: BaseException) -> ClusterError | None:
@@ -97,7 +133,11 @@ class VMClusterMixin:
     _oxeo_dialed: str | None
     _oxeo_vm: str | None
     _oxeo_inherit: str
+    _oxeo_early: list[asyncio.Future[Any]]
     status: Any
+    workers: dict[str, Any]
+    worker_spec: dict[str, Any]
+    _created: Any
 
     def __init__(self, *, plan: ClusterPlan, **kwargs: Any) -> None:
         import dask.config
@@ -108,6 +148,7 @@ class VMClusterMixin:
         self._oxeo_starting = True
         self._oxeo_dialed = None
         self._oxeo_vm = None
+        self._oxeo_early = []
         section = f"cloudprovider.{plan.cloud}"
         private = copy.deepcopy(dask.config.get(section, {}))
         dask.config.set(plan.config_overrides, config=private)
@@ -117,7 +158,18 @@ class VMClusterMixin:
             copy.deepcopy(dask.config.global_config), dask.config.merge(*dask.config.defaults)
         )
         dask.config.set(plan.remote_config, config=shipped)
+        lifecycle = lifecycle_config(
+            idle_timeout=plan.idle_timeout,
+            no_client_timeout=plan.no_client_timeout,
+            preload=list(dask.config.get("distributed.scheduler.preload", None) or []),
+        )
+        dask.config.update(shipped, lifecycle)
         self._oxeo_inherit = dask.config.serialize(shipped)
+        # Workers may boot before their scheduler: they retry until it answers, and give up
+        # (their VM shuts down) after the start deadline.
+        worker_options = dict(kwargs.get("worker_options") or {})
+        worker_options.setdefault("death_timeout", f"{plan.start_timeout:g}s")
+        kwargs["worker_options"] = worker_options
         try:
             with dask.config.set({section: private}):
                 super().__init__(**kwargs)
@@ -136,7 +188,7 @@ class VMClusterMixin:
 
     async def _start(self) -> None:
         try:
-            await asyncio.wait_for(super()._start(), max(self._deadline.remaining(), 0.001))  # type: ignore[misc]
+            await _within(super()._start(), self._deadline.remaining())  # type: ignore[misc]
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message()) from exc
@@ -151,15 +203,76 @@ class VMClusterMixin:
             raise cause from None
 
     async def _correct_state_internal(self) -> None:
+        from distributed.core import Status
+
         parent = super()._correct_state_internal  # type: ignore[misc]
-        if not self._oxeo_starting:
-            await parent()
+        if not self._oxeo_starting or self.status in (Status.closing, Status.failed):
+            await parent()  # running, or SpecCluster closing a cluster that failed to start
             return
+
+        async def first_workers() -> None:
+            early, self._oxeo_early = self._oxeo_early, []
+            if early:
+                await asyncio.gather(*early)
+            await parent()
+
         try:
-            await asyncio.wait_for(parent(), max(self._deadline.remaining(), 0.001))
+            await _within(first_workers(), self._deadline.remaining())
         except TimeoutError as exc:
             await self._oxeo_abort()
             raise ClusterStartTimeout(self._oxeo_timeout_message(workers=True)) from exc
+        except Exception as exc:
+            await self._oxeo_abort()
+            if isinstance(exc, ClusterError):
+                raise
+            raise ClusterError(self._oxeo_worker_failed_message(exc)) from exc
+
+    # -- parallel boot -------------------------------------------------------------------------
+
+    def _oxeo_boot_workers(self, scheduler_address: str) -> None:
+        """Create the first workers' VMs now, pointed at ``scheduler_address`` (not yet up).
+
+        What ``SpecCluster._correct_state_internal`` does for new workers, started as tasks
+        and registered in ``workers`` at once, so that it skips them and every failure path
+        deletes them. A no-op when parallel boot is off or the workers exist already.
+        """
+        if not self._plan.parallel_boot or not self._oxeo_starting or self._oxeo_early:
+            return
+        from distributed.utils import import_term
+
+        for name, spec in self.worker_spec.items():
+            if name in self.workers:
+                continue
+            cls = spec["cls"]
+            if isinstance(cls, str):
+                cls = import_term(cls)
+            opts = dict(spec.get("options", {}))
+            opts.setdefault("name", name)
+            worker = cls(scheduler_address, **opts)
+            self._created.add(worker)
+            worker._cluster = weakref.ref(self)
+            self.workers[name] = worker
+            self._oxeo_early.append(asyncio.ensure_future(_started(worker)))
+        if self._oxeo_early:
+            self._log(  # type: ignore[attr-defined]
+                f"Creating {len(self._oxeo_early)} worker VM(s) while the scheduler boots"
+            )
+
+    def _oxeo_check_workers(self) -> None:
+        """Raise `ClusterError` if a worker VM created in parallel could not be created."""
+        for future in self._oxeo_early:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                exc = future.exception()
+                assert exc is not None
+                raise ClusterError(self._oxeo_worker_failed_message(exc)) from exc
+
+    def _oxeo_worker_failed_message(self, exc: BaseException) -> str:
+        plan = self._plan
+        return (
+            f"A worker VM of cluster {plan.name!r} ({plan.cloud}) could not be created: "
+            f"{type(exc).__name__}: {exc}. Every VM of the cluster has been deleted. Check the "
+            "quota of the worker machine type in the zone/region, its name, and the image."
+        )
 
     def _oxeo_timeout_message(self, *, workers: bool = False) -> str:
         plan = self._plan
@@ -200,6 +313,12 @@ class VMClusterMixin:
         from distributed.core import Status
 
         self.status = Status.failed
+        early, self._oxeo_early = list(getattr(self, "_oxeo_early", [])), []
+        for future in early:
+            future.cancel()
+        if early:
+            # A cancelled create may still be finishing its API call in a thread.
+            await asyncio.wait(early, timeout=10)
         instances = [getattr(self, "scheduler", None), *getattr(self, "workers", {}).values()]
 
         async def close(inst: Any) -> None:
@@ -240,6 +359,11 @@ class VMClusterMixin:
             if loop_runner is not None:
                 with contextlib.suppress(Exception):
                     loop_runner.stop()
+
+
+async def _started(process: Any) -> Any:
+    """Await a ``ProcessInterface`` (its start), as a coroutine for ``ensure_future``."""
+    return await process
 
 
 class InheritEnvMixin:
@@ -320,13 +444,16 @@ class SchedulerWaitMixin:
             else getattr(self, "name", None)
         )
         probe = cluster._plan.probe or tcp_probe
+        # The workers' VMs boot while we wait (EC2: the address is the one RunInstances gave).
+        cluster._oxeo_boot_workers(getattr(self, "contact_address", None) or self.address)
         cluster._log(
             f"Waiting for scheduler at {address} (deadline {cluster._plan.start_timeout:g} s)"
         )
         check_alive = getattr(self, "oxeo_check_alive", None)
         attempt = 0
         while True:
-            if check_alive is not None and attempt % 2 == 1:
+            cluster._oxeo_check_workers()
+            if check_alive is not None and attempt % 5 == 1:
                 await check_alive()  # raises ClusterError (with the console) if the VM stopped
             attempt += 1
             remaining = cluster._deadline.remaining()
@@ -338,7 +465,7 @@ class SchedulerWaitMixin:
                 cluster._log("Scheduler is running")
                 return
             # The cluster's own deadline (asyncio.wait_for in _start) cancels this loop.
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
 
 
 LABEL_CLUSTER = "oxeo-flows-cluster"

@@ -1,8 +1,11 @@
 """Find and delete Dask VMs left behind, by the labels (GCE) and tags (EC2) every one carries.
 
 A cluster is closed when its flow run ends; a process killed with SIGKILL, a lost machine or
-a crashed runner can still leave VMs running. They carry ``oxeo-flows-cluster`` (GCE label) or
-``oxeo-flows:cluster`` (EC2 tag) with the cluster name, and the flow run id.
+a crashed runner can still leave VMs running (until the scheduler's idle / no-client timeout
+shuts them down). They carry ``oxeo-flows-cluster`` (GCE label) or ``oxeo-flows:cluster`` (EC2
+tag) with the cluster name, the flow run id and the stack name (``oxeo-flows-stack`` /
+``oxeo-flows:stack``). Listing and cleanup look at one stack's VMs only (its label / tag),
+unless asked for every stack.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from oxeo_flows._extras import require
-from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN
-from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN
+from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN, LABEL_STACK
+from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN, TAG_STACK
 from oxeo_flows.errors import ClusterError, ConfigError
 from oxeo_flows.stack import Stack, resolve_stack
 
@@ -38,6 +41,7 @@ class ClusterVM:
     flow_run: str
     created: dt.datetime | None
     state: str
+    stack: str = ""
 
     def age(self, now: dt.datetime | None = None) -> dt.timedelta | None:
         """Time since the VM was created."""
@@ -89,16 +93,23 @@ def _compute(stack: Stack) -> Any:
     return compute_client(stack.gcp.endpoints.compute)
 
 
-def _gce_list(stack: Stack) -> list[ClusterVM]:
+def _gce_stack_label(stack: Stack) -> str:
+    """The stack label value the clusters of ``stack`` carry (see `cluster_labels`)."""
+    return stack.name.lower()[:63]
+
+
+def _gce_list(stack: Stack, *, all_stacks: bool = False) -> list[ClusterVM]:
     project = stack.gcp.project
     if not project:
         msg = "gcp.project is not set"
         raise ConfigError(msg)
     compute = _compute(stack)
     out: list[ClusterVM] = []
-    request = compute.instances().aggregatedList(
-        project=project, filter=f"labels.{LABEL_CLUSTER}:*"
-    )
+    wanted = None if all_stacks else _gce_stack_label(stack)
+    query = f"labels.{LABEL_CLUSTER}:*"
+    if wanted is not None:
+        query += f" labels.{LABEL_STACK} = {wanted}"
+    request = compute.instances().aggregatedList(project=project, filter=query)
     while request is not None:
         try:
             page = request.execute()
@@ -110,6 +121,8 @@ def _gce_list(stack: Stack) -> list[ClusterVM]:
                 labels = inst.get("labels", {})
                 if LABEL_CLUSTER not in labels:
                     continue
+                if wanted is not None and labels.get(LABEL_STACK) != wanted:
+                    continue  # the filter is the API's; this check is ours
                 created = inst.get("creationTimestamp")
                 out.append(
                     ClusterVM(
@@ -121,6 +134,7 @@ def _gce_list(stack: Stack) -> list[ClusterVM]:
                         flow_run=labels.get(LABEL_FLOW_RUN, ""),
                         created=dt.datetime.fromisoformat(created) if created else None,
                         state=inst.get("status", "?"),
+                        stack=labels.get(LABEL_STACK, ""),
                     )
                 )
         request = compute.instances().aggregatedList_next(request, page)
@@ -153,20 +167,23 @@ def _ec2(stack: Stack) -> Any:
     return session.client("ec2", region_name=stack.aws.region, endpoint_url=endpoint)
 
 
-def _ec2_list(stack: Stack) -> list[ClusterVM]:
+def _ec2_list(stack: Stack, *, all_stacks: bool = False) -> list[ClusterVM]:
     client = _ec2(stack)
     out: list[ClusterVM] = []
+    filters = [
+        {"Name": "tag-key", "Values": [TAG_CLUSTER]},
+        {"Name": "instance-state-name", "Values": _LIVE_EC2},
+    ]
+    if not all_stacks:
+        filters.append({"Name": f"tag:{TAG_STACK}", "Values": [stack.name]})
     try:
-        pages = client.get_paginator("describe_instances").paginate(
-            Filters=[
-                {"Name": "tag-key", "Values": [TAG_CLUSTER]},
-                {"Name": "instance-state-name", "Values": _LIVE_EC2},
-            ]
-        )
+        pages = client.get_paginator("describe_instances").paginate(Filters=filters)
         for page in pages:
             for res in page.get("Reservations", []):
                 for inst in res.get("Instances", []):
                     tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+                    if not all_stacks and tags.get(TAG_STACK) != stack.name:
+                        continue  # the filter is the API's; this check is ours
                     launched = inst.get("LaunchTime")
                     out.append(
                         ClusterVM(
@@ -180,6 +197,7 @@ def _ec2_list(stack: Stack) -> list[ClusterVM]:
                             flow_run=tags.get(TAG_FLOW_RUN, ""),
                             created=launched if isinstance(launched, dt.datetime) else None,
                             state=inst.get("State", {}).get("Name", "?"),
+                            stack=tags.get(TAG_STACK, ""),
                         )
                     )
     except Exception as exc:
@@ -210,15 +228,18 @@ def list_cluster_vms(
     clouds: list[str] | None = None,
     older_than: dt.timedelta | None = None,
     cluster: str | None = None,
+    all_stacks: bool = False,
 ) -> list[ClusterVM]:
-    """VMs of oxeo-flows Dask clusters that are still alive.
+    """VMs of oxeo-flows Dask clusters of one stack that are still alive.
 
     Args:
         stack: A `Stack` or stack name (default: the active stack); its ``gcp.project`` and
-            ``aws.region`` (and endpoints) say where to look.
+            ``aws.region`` (and endpoints) say where to look, and only VMs labelled / tagged
+            with its name are returned.
         clouds: ``["gcp"]``, ``["ec2"]`` or both (default: those the stack configures).
         older_than: Only VMs created at least this long ago.
         cluster: Only VMs of this cluster.
+        all_stacks: VMs of every stack (and of none) in that project / region.
 
     Returns:
         The VMs, oldest first.
@@ -230,7 +251,10 @@ def list_cluster_vms(
     resolved = resolve_stack(stack)
     vms: list[ClusterVM] = []
     for cloud in _clouds(resolved, clouds):
-        vms.extend(_gce_list(resolved) if cloud == "gcp" else _ec2_list(resolved))
+        if cloud == "gcp":
+            vms.extend(_gce_list(resolved, all_stacks=all_stacks))
+        else:
+            vms.extend(_ec2_list(resolved, all_stacks=all_stacks))
     now = dt.datetime.now(dt.UTC)
     if older_than is not None:
         vms = [vm for vm in vms if (vm.age(now) or dt.timedelta.max) >= older_than]

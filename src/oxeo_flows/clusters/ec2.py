@@ -5,10 +5,17 @@ Private by default (``use_private_ip=True``), in an explicit subnet with explici
 groups (dask-cloudprovider's default-group path is broken and would open 8786-8787 to the
 world), TLS with per-cluster certificates, every instance tagged with the cluster name and the
 flow run id, and a start deadline after which every instance is terminated.
+
+Every instance requires IMDSv2 (``HttpTokens=required``) with a hop limit of 2, so that the
+container (one hop further than the host, ``docker run --net=host`` or not) still reaches the
+instance role. The cloud-init user-data is gzip-compressed (cloud-init unpacks it), and its
+size is checked against EC2's 16,384-byte limit before RunInstances.
 """
 
 from __future__ import annotations
 
+import gzip
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +46,64 @@ _LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 _GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
 _CLASSES: dict[str, type[Any]] = {}
+logger = logging.getLogger("oxeo_flows.clusters")
+
+#: EC2's limit on user-data, in bytes, before base64 encoding.
+USER_DATA_LIMIT = 16384
+#: IMDSv2 only; hop limit 2 so that a container on the instance reaches the metadata service.
+METADATA_OPTIONS: dict[str, Any] = {
+    "HttpTokens": "required",
+    "HttpPutResponseHopLimit": 2,
+    "HttpEndpoint": "enabled",
+}
+
+
+def _require_imdsv2(params: dict[str, Any], **_: Any) -> None:
+    """Set `METADATA_OPTIONS` on RunInstances (a botocore ``provide-client-params`` hook)."""
+    params.setdefault("MetadataOptions", dict(METADATA_OPTIONS))
+
+
+class _ClientContext:
+    """``session.create_client(...)``'s context manager, hooking RunInstances of the client."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> Any:
+        client = await self._inner.__aenter__()
+        client.meta.events.register("provide-client-params.ec2.RunInstances", _require_imdsv2)
+        return client
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._inner.__aexit__(*exc)
+
+
+def compress_user_data(text: str, *, what: str) -> bytes:
+    """The gzip-compressed user-data, checked against EC2's limit.
+
+    Args:
+        text: The cloud-init document.
+        what: Which instance it is for (for the message).
+
+    Returns:
+        The gzip bytes (cloud-init detects and unpacks them).
+
+    Raises:
+        ClusterError: Over `USER_DATA_LIMIT` bytes even compressed.
+    """
+    data = gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+    if len(data) > USER_DATA_LIMIT:
+        msg = (
+            f"the EC2 user-data of {what} is {len(data):,} bytes gzip-compressed "
+            f"({len(text.encode()):,} bytes of cloud-init); EC2 accepts at most "
+            f"{USER_DATA_LIMIT:,} bytes, so RunInstances was not called. Shrink what the "
+            "instances inherit: the dask config of this process (DASK_* variables, "
+            "~/.config/dask/*.yaml: every non-default value is shipped), env_vars and "
+            "extra_bootstrap of the cluster, or use an AMI with Docker installed "
+            "(dask.ec2.ami, bootstrap = false) to drop the install script."
+        )
+        raise ClusterError(msg)
+    return data
 
 
 class _EndpointSession:
@@ -51,10 +116,39 @@ class _EndpointSession:
     def create_client(self, *args: Any, **kwargs: Any) -> Any:
         if self._endpoint_url and "endpoint_url" not in kwargs:
             kwargs["endpoint_url"] = self._endpoint_url
-        return self._session.create_client(*args, **kwargs)
+        service = args[0] if args else kwargs.get("service_name")
+        inner = self._session.create_client(*args, **kwargs)
+        return _ClientContext(inner) if service == "ec2" else inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
+
+
+_ALREADY_GONE = frozenset({"InvalidInstanceID.NotFound", "InvalidNetworkInterfaceID.NotFound"})
+
+
+class _TerminateOnceMixin:
+    """``destroy_vm`` that accepts an instance already gone.
+
+    An instance whose container exited terminates itself (cloud-init's shutdown, with
+    ``InstanceInitiatedShutdownBehavior=terminate``): when the cluster closes, its workers do
+    so while dask-cloudprovider terminates them too.
+    """
+
+    name: str
+
+    async def destroy_vm(self) -> None:
+        try:
+            await super().destroy_vm()  # type: ignore[misc]
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in _ALREADY_GONE:
+                raise
+            logger.debug("instance %s was already terminated (%s)", self.name, code)
+
+
+class _SchedulerParts(InheritEnvMixin, SchedulerWaitMixin, _TerminateOnceMixin):
+    """What our scheduler instance adds, in method resolution order."""
 
 
 def ec2_tags(name: str, flow_run_id: str | None, stack: str | None = None) -> dict[str, str]:
@@ -71,7 +165,7 @@ def ec2_cluster_class() -> type[Any]:
         return _CLASSES["cluster"]
     ec2 = require("dask_cloudprovider.aws.ec2", "dask")
 
-    class OxeoEC2Scheduler(InheritEnvMixin, SchedulerWaitMixin, ec2.EC2Scheduler):  # type: ignore[misc,name-defined]
+    class OxeoEC2Scheduler(_SchedulerParts, ec2.EC2Scheduler):  # type: ignore[misc,name-defined]
         """A scheduler instance with a bounded, non-blocking wait that notices a stopped one."""
 
         async def oxeo_check_alive(self) -> None:
@@ -93,7 +187,7 @@ def ec2_cluster_class() -> type[Any]:
                     console = f"(could not read the console output: {exc})"
             raise ClusterError(self.cluster._oxeo_died_message(iid, state, console))
 
-    class OxeoEC2Worker(InheritEnvMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
+    class OxeoEC2Worker(InheritEnvMixin, _TerminateOnceMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
         """A worker instance inheriting the cluster's private config."""
 
     class OxeoEC2Cluster(VMClusterMixin, ec2.EC2Cluster):  # type: ignore[misc,name-defined]
@@ -114,6 +208,12 @@ def ec2_cluster_class() -> type[Any]:
         @boto_session.setter
         def boto_session(self, value: Any) -> None:
             pass  # EC2Cluster creates its own session; keep ours (endpoint, event hooks).
+
+        def render_process_cloud_init(self, process: Any) -> bytes:
+            """The cloud-init of ``process``, gzip-compressed and checked against the limit."""
+            text: str = super().render_process_cloud_init(process)
+            what = f"instance {getattr(process, 'name', '?')} of cluster {self._plan.name!r}"
+            return compress_user_data(text, what=what)
 
         @property
         def scheduler_class(self) -> type[Any]:
@@ -183,6 +283,9 @@ def ec2_cluster(
     endpoint_url: str | None = None,
     boto_session: Any = None,
     probe: Probe | None = None,
+    parallel_boot: bool = True,
+    idle_timeout: float | None = None,
+    no_client_timeout: float | None = None,
     **kwargs: Any,
 ) -> EC2Cluster:
     """Start a private Dask cluster on EC2 instances, within ``start_timeout`` seconds.
@@ -220,6 +323,12 @@ def ec2_cluster(
         endpoint_url: EC2 and Secrets Manager endpoint (default ``AWS_ENDPOINT_URL``).
         boto_session: An ``aiobotocore`` session to use (e.g. with event hooks).
         probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
+        parallel_boot: Create the first workers' VMs while the scheduler VM boots (default);
+            False waits for the scheduler first, as dask-cloudprovider does.
+        idle_timeout: Seconds without tasks after which the scheduler closes and the VMs shut
+            down (None: never).
+        no_client_timeout: Seconds without a connected client after which the scheduler
+            closes and the VMs shut down (None: never).
         **kwargs: Passed to ``dask_cloudprovider.aws.EC2Cluster``.
 
     Returns:
@@ -258,6 +367,9 @@ def ec2_cluster(
         probe=probe,
         deadline=deadline,
         vm_tls=vm_tls,
+        parallel_boot=parallel_boot,
+        idle_timeout=idle_timeout,
+        no_client_timeout=no_client_timeout,
     )
     options: dict[str, Any] = {
         "region": region,

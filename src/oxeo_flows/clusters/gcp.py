@@ -15,7 +15,6 @@ once, with the VM's serial console in the message, instead of waiting for the de
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
@@ -41,33 +40,28 @@ if TYPE_CHECKING:
 __all__ = ["compute_client", "compute_endpoint_url", "gcp_cluster", "gcp_cluster_class"]
 
 _CLASSES: dict[str, type[Any]] = {}
-_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+#: Seconds one Compute API request of a cluster may take.
+_REQUEST_TIMEOUT = 60.0
 _DEAD = frozenset({"STOPPING", "STOPPED", "SUSPENDING", "SUSPENDED", "TERMINATED"})
 
 
-def _is_loopback(endpoint: str) -> bool:
-    from oxeo_flows._loopback import is_loopback_endpoint
-
-    return is_loopback_endpoint(endpoint)
-
-
 def compute_endpoint_url(endpoint: str) -> str:
-    """The discovery ``api_endpoint`` for ``gcp.endpoints.compute``.
+    """The discovery ``api_endpoint`` for ``gcp.endpoints.compute`` (`gcp_api.service_url`).
 
     A bare ``HOST:PORT`` gets a scheme (``http`` for loopback, else ``https``) and the
     ``/compute/v1/`` path; a URL with a path is used as it is.
     """
-    loopback = _is_loopback(endpoint)
-    base = endpoint if "://" in endpoint else f"{'http' if loopback else 'https'}://{endpoint}"
-    if re.sub(r"^[a-z]+://", "", base).rstrip("/").count("/") == 0:
-        base = base.rstrip("/") + "/compute/v1/"
-    return base if base.endswith("/") else base + "/"
+    from oxeo_flows.gcp_api import service_url
+
+    return service_url("compute", endpoint)
 
 
 def compute_client(
     endpoint: str | None = None, *, service_account_info: dict[str, Any] | None = None
 ) -> Any:
     """A Compute Engine discovery client (thread-safe: a fresh HTTP object per request).
+
+    Built by `oxeo_flows.gcp_api.rest_service`; this adds the cluster's error.
 
     Args:
         endpoint: ``gcp.endpoints.compute``: ``HOST:PORT`` or a base URL; None for Google's.
@@ -81,37 +75,19 @@ def compute_client(
     Raises:
         ClusterError: No credentials could be found, or the client could not be built.
     """
-    discovery = require("googleapiclient.discovery", "dask")
-    google_auth_httplib2 = require("google_auth_httplib2", "dask")
-    httplib2 = require("httplib2", "dask")
-    http_request = require("googleapiclient.http", "dask").HttpRequest
+    from oxeo_flows.errors import MissingExtraError
+    from oxeo_flows.gcp_api import rest_service
 
-    kwargs: dict[str, Any] = {"cache_discovery": False, "static_discovery": True}
     try:
-        if endpoint:
-            kwargs["client_options"] = {"api_endpoint": compute_endpoint_url(endpoint)}
-        if endpoint and _is_loopback(endpoint):
-            from google.auth.credentials import AnonymousCredentials
-
-            credentials: Any = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        elif service_account_info:
-            from google.oauth2 import service_account
-
-            credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                service_account_info, scopes=_SCOPES
-            )
-        else:
-            import google.auth
-
-            credentials, _project = google.auth.default(scopes=_SCOPES)
-
-        def request_builder(http: Any, *args: Any, **kw: Any) -> Any:
-            fresh = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http())
-            return http_request(fresh, *args, **kw)
-
-        return discovery.build(
-            "compute", "v1", credentials=credentials, requestBuilder=request_builder, **kwargs
+        return rest_service(
+            "compute",
+            endpoint,
+            service_account_info=service_account_info,
+            thread_safe=True,
+            timeout=_REQUEST_TIMEOUT,
         )
+    except MissingExtraError:
+        raise
     except Exception as exc:
         where = f" at {endpoint}" if endpoint else ""
         msg = (
@@ -136,7 +112,27 @@ def gcp_cluster_class() -> type[Any]:
             status: str = await super().update_status()
             if status in _DEAD:
                 raise await self.cluster._oxeo_vm_died(self.name, status)
+            self._oxeo_boot_workers()
             return status
+
+        def _oxeo_boot_workers(self) -> None:
+            """Start the workers' VMs once GCE has assigned this VM its ``networkIP``.
+
+            GCE assigns it at insert (PROVISIONING); dask-cloudprovider's workers read it
+            from the cluster (``scheduler_internal_ip``), set here instead of after the
+            scheduler answers.
+            """
+            cluster = self.cluster
+            if getattr(cluster, "scheduler_internal_ip", None):
+                return
+            items = (getattr(self, "gcp_inst", None) or {}).get("items") or [{}]
+            nics = items[0].get("networkInterfaces") or [{}]
+            ip = nics[0].get("networkIP")
+            if not ip:
+                return
+            cluster.scheduler_internal_ip = ip
+            cluster.scheduler_port = self.port
+            cluster._oxeo_boot_workers(f"{cluster.protocol}://{ip}:{self.port}")
 
         async def oxeo_check_alive(self) -> None:
             """Raise `ClusterError` (with the serial console) if the VM has stopped."""
@@ -266,9 +262,14 @@ def gcp_cluster_class() -> type[Any]:
                 )
                 names = [item["name"] for item in listing.get("items", [])]
                 for name in names:
-                    self.compute.instances().delete(
-                        project=project, zone=plan.zone, instance=name
-                    ).execute()
+                    try:
+                        self.compute.instances().delete(
+                            project=project, zone=plan.zone, instance=name
+                        ).execute()
+                    except Exception as exc:
+                        # Deleted meanwhile (by its own close): nothing left to do.
+                        if getattr(getattr(exc, "resp", None), "status", None) != 404:
+                            raise
                 return names
 
             names: list[str] = await self.call_async(sweep)
@@ -332,6 +333,9 @@ def gcp_cluster(
     compute_endpoint: str | None = None,
     service_account_credentials: dict[str, Any] | None = None,
     probe: Probe | None = None,
+    parallel_boot: bool = True,
+    idle_timeout: float | None = None,
+    no_client_timeout: float | None = None,
     asynchronous: bool = False,
     **kwargs: Any,
 ) -> GCPCluster:
@@ -379,6 +383,12 @@ def gcp_cluster(
         service_account_credentials: A service-account key for the Compute API (default:
             application default credentials).
         probe: Async ``(host, port) -> bool`` reachability check (default: a TCP connect).
+        parallel_boot: Create the first workers' VMs while the scheduler VM boots (default);
+            False waits for the scheduler first, as dask-cloudprovider does.
+        idle_timeout: Seconds without tasks after which the scheduler closes and the VMs shut
+            down (None: never).
+        no_client_timeout: Seconds without a connected client after which the scheduler
+            closes and the VMs shut down (None: never).
         asynchronous: Create without starting (for use inside an event loop).
         **kwargs: Passed to ``dask_cloudprovider.gcp.GCPCluster``.
 
@@ -431,6 +441,9 @@ def gcp_cluster(
         probe=probe,
         deadline=deadline,
         vm_tls=vm_tls,
+        parallel_boot=parallel_boot,
+        idle_timeout=idle_timeout,
+        no_client_timeout=no_client_timeout,
     )
     options: dict[str, Any] = {
         "compute": compute,

@@ -335,6 +335,18 @@ class DaskSection(Model):
             "`oxeo-flows clusters stop NAME`."
         ),
     )
+    # -- lifecycle of gcp / ec2 clusters (h12boot) --
+    parallel_boot: bool = True
+    """gcp / ec2: create the worker VMs as soon as the scheduler's private address is known,
+    while the scheduler VM boots (one VM boot instead of two). False: after the scheduler
+    answers, as dask-cloudprovider does."""
+    idle_timeout: float | None = Field(default=None, ge=0, le=7 * 86400)
+    """gcp / ec2: seconds without a task to run after which the scheduler closes and every VM
+    shuts down (distributed's ``idle-timeout``; default 900, 0 turns it off)."""
+    no_client_timeout: float | None = Field(default=None, ge=0, le=7 * 86400)
+    """gcp / ec2: seconds without a connected client (e.g. the flow-run process was killed)
+    after which the scheduler closes and every VM shuts down (default 900, 0 turns it off)."""
+
     tls: DaskTlsSection = DaskTlsSection()
     gcp: DaskGcpSection = DaskGcpSection()
     ec2: DaskEc2Section = DaskEc2Section()

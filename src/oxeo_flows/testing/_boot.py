@@ -12,6 +12,7 @@ loopback address (``--host`` for ``dask scheduler``, the spec's ``host`` for
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shlex
@@ -81,11 +82,12 @@ def _split_env(value: str) -> tuple[str, str]:
     return key, val
 
 
-def parse_user_data(user_data: str) -> BootPlan:
+def parse_user_data(user_data: str | bytes) -> BootPlan:
     """Parse a dask-cloudprovider cloud-init document (or a plain shell script).
 
     Args:
-        user_data: The ``user-data`` metadata value / EC2 UserData, decoded.
+        user_data: The ``user-data`` metadata value / EC2 UserData, decoded from base64;
+            gzip-compressed bytes are unpacked first, as cloud-init does.
 
     Returns:
         The bootstrap steps, the container's image, env and command, and whether the VM
@@ -93,6 +95,10 @@ def parse_user_data(user_data: str) -> BootPlan:
     """
     import yaml  # type: ignore[import-untyped]
 
+    if isinstance(user_data, bytes):
+        if user_data[:2] == b"\x1f\x8b":
+            user_data = gzip.decompress(user_data)
+        user_data = user_data.decode("utf-8", "replace")
     plan = BootPlan()
     steps: list[str] = []
     if user_data.lstrip().startswith("#cloud-config"):
@@ -357,7 +363,7 @@ class MachineHost:
         self._threads.append(thread)
         thread.start()
 
-    def _run_user_data(self, machine: Machine, user_data: str) -> None:
+    def _run_user_data(self, machine: Machine, user_data: str | bytes) -> None:
         """Cloud-init: log and skip the bootstrap, then start the container after its delay."""
         plan = parse_user_data(user_data)
         machine.plan = plan

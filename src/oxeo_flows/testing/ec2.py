@@ -1,9 +1,9 @@
 """An emulated EC2 (and S3, Secrets Manager...): moto's server, and instances that really boot.
 
 `EC2Emulator` starts moto's ``ThreadedMotoServer`` on 127.0.0.1 and creates a VPC
-``127.20.0.0/16`` with a subnet ``127.20.1.0/24`` (moto hands out ``127.20.1.4``, ``.5``... as
-``PrivateIpAddress``, all loopback) and a security group. moto keeps an instance's UserData
-but runs nothing: a watcher thread boots every *running* instance the way
+``127.20.0.0/16`` (``network``) with a subnet ``127.20.1.0/24`` (moto hands out ``127.20.1.4``,
+``.5``... as ``PrivateIpAddress``, all loopback) and a security group. moto keeps an
+instance's UserData but runs nothing: a watcher thread boots every *running* instance the way
 `oxeo_flows.testing.compute` boots a GCE VM (cloud-init parsed, bootstrap skipped, the
 container's command run in this virtualenv as a process group bound to the instance's private
 address), and stops it when the instance is terminated or stopped. A container that exits
@@ -50,6 +50,8 @@ class EC2Emulator(MachineHost):
         boot_delay: Seconds from ``running`` to cloud-init starting.
         container_start_delay: Seconds from cloud-init to the container's command starting.
         poll: Seconds between the watcher's DescribeInstances calls.
+        network: The first two octets of the VPC (``NETWORK.0.0/16``) and the subnet
+            (``NETWORK.1.0/24``); give each emulator on a host its own (``127.N``).
 
     Attributes:
         endpoint_url: moto's URL (``aws.endpoint-url``, ``AWS_ENDPOINT_URL``).
@@ -66,8 +68,10 @@ class EC2Emulator(MachineHost):
         boot_delay: float = 0.0,
         container_start_delay: float = 0.0,
         poll: float = 0.2,
+        network: str = "127.20",
     ) -> None:
         self.region = region
+        self.network = network
         self.boot_delay = boot_delay
         self.container_start_delay = container_start_delay
         self.poll = poll
@@ -105,9 +109,11 @@ class EC2Emulator(MachineHost):
         self._server.start()
         self.endpoint_url = f"http://127.0.0.1:{port}"
         ec2 = self.client()
-        self.vpc_id = ec2.create_vpc(CidrBlock="127.20.0.0/16")["Vpc"]["VpcId"]
+        self.vpc_id = ec2.create_vpc(CidrBlock=f"{self.network}.0.0/16")["Vpc"]["VpcId"]
         self.subnet_id = ec2.create_subnet(
-            VpcId=self.vpc_id, CidrBlock="127.20.1.0/24", AvailabilityZone=f"{self.region}a"
+            VpcId=self.vpc_id,
+            CidrBlock=f"{self.network}.1.0/24",
+            AvailabilityZone=f"{self.region}a",
         )["Subnet"]["SubnetId"]
         group = ec2.create_security_group(
             GroupName="dask", Description="dask cluster", VpcId=self.vpc_id
@@ -119,7 +125,7 @@ class EC2Emulator(MachineHost):
                     "IpProtocol": "tcp",
                     "FromPort": 8786,
                     "ToPort": 8787,
-                    "IpRanges": [{"CidrIp": "127.20.1.0/24"}],
+                    "IpRanges": [{"CidrIp": f"{self.network}.1.0/24"}],
                 },
                 {
                     "IpProtocol": "tcp",
@@ -187,7 +193,7 @@ class EC2Emulator(MachineHost):
             if inst is None and state == "running" and data.get("PrivateIpAddress"):
                 attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
                 raw = (attr.get("UserData") or {}).get("Value") or ""
-                user_data = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
+                user_data = base64.b64decode(raw) if raw else b""
                 inst = EmulatedInstance(
                     name=iid, address=data["PrivateIpAddress"], console=self._dir / f"{iid}.log"
                 )
@@ -196,7 +202,7 @@ class EC2Emulator(MachineHost):
             elif inst is not None and state in _GONE and not inst.stopped.is_set():
                 self._spawn(self._halt, inst, name=f"halt-{iid}")
 
-    def _boot(self, inst: EmulatedInstance, user_data: str) -> None:
+    def _boot(self, inst: EmulatedInstance, user_data: bytes) -> None:
         inst.log(f"[emulator] {inst.id}: running at {inst.address}")
         if inst.stopped.wait(self.boot_delay):
             return
