@@ -103,7 +103,10 @@ def _gce_stack(emulator: ComputeEmulator, workers: int, *, parallel: bool) -> An
                 "zone": ZONE,
                 "network": "dask",
                 "subnetwork": "dask",
-                "endpoints": {"compute": emulator.endpoint},
+                "endpoints": {
+                    "compute": emulator.endpoint,
+                    "secret-manager": SECRET_MANAGER["endpoint"],
+                },
             },
             "dask": {
                 "backend": "gcp",
@@ -280,7 +283,19 @@ def _idle(emulator: Any) -> None:
         assert emulator.live_instances() == [], emulator.live_instances()
 
 
+#: The emulated Secret Manager the GCE VMs read their TLS certificates from (set in main).
+SECRET_MANAGER: dict[str, str] = {}
+
+
 def main() -> None:
+    from oxeo_flows.testing.secretmanager import SecretManagerEmulator
+
+    with SecretManagerEmulator() as secrets:
+        SECRET_MANAGER["endpoint"] = secrets.endpoint
+        _main()
+
+
+def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--boot", type=float, default=1.0, help="VM boot delay (s)")

@@ -24,6 +24,7 @@ import pytest
 from oxeo_flows.testing._env import METADATA_ENV
 from oxeo_flows.testing.compute import ComputeEmulator
 from oxeo_flows.testing.ec2 import EC2Emulator
+from oxeo_flows.testing.secretmanager import SecretManagerEmulator
 
 pytestmark = pytest.mark.slow
 
@@ -54,9 +55,15 @@ CLIENT = textwrap.dedent(
 
 @pytest.fixture
 def gce() -> Iterator[ComputeEmulator]:
-    # Addresses of our own: other emulators on this host use 127.10.0.x.
-    with ComputeEmulator(address_prefix="127.10.112") as emulator:
+    # Addresses of our own: other emulators on this host use 127.10.0.x. The per-cluster TLS
+    # secrets the VMs read at boot are in an emulated Secret Manager.
+    with (
+        SecretManagerEmulator() as secrets,
+        ComputeEmulator(address_prefix="127.10.112") as emulator,
+    ):
+        _SECRETS["endpoint"] = secrets.endpoint
         yield emulator
+        _SECRETS.clear()
 
 
 @pytest.fixture
@@ -65,10 +72,14 @@ def ec2() -> Iterator[EC2Emulator]:
         yield emulator
 
 
+_SECRETS: dict[str, str] = {}
+
+
 def _gce_args(emulator: ComputeEmulator) -> str:
     return (
         f'project="oxeo-test", zone="europe-west4-a", subnetwork="dask", '
-        f'compute_endpoint="{emulator.endpoint}"'
+        f'compute_endpoint="{emulator.endpoint}", '
+        f'secret_manager_endpoint="{_SECRETS["endpoint"]}"'
     )
 
 

@@ -15,8 +15,21 @@ import pytest
 
 from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 from oxeo_flows.testing.compute import ComputeEmulator
+from oxeo_flows.testing.secretmanager import SecretManagerEmulator
 
 pytestmark = pytest.mark.slow
+
+
+#: The per-cluster TLS secrets the VMs read at boot live here (``secret_manager_endpoint``).
+_SECRETS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def secret_manager() -> Iterator[SecretManagerEmulator]:
+    with SecretManagerEmulator() as emulator:
+        _SECRETS["endpoint"] = emulator.endpoint
+        yield emulator
+        _SECRETS.clear()
 
 
 @pytest.fixture
@@ -36,6 +49,7 @@ def _cluster(emulator: ComputeEmulator, **kwargs: Any) -> Any:
         "n_workers": 2,
         "docker_image": "ghcr.io/oxeo/flows:1",
         "compute_endpoint": emulator.endpoint,
+        "secret_manager_endpoint": _SECRETS["endpoint"],
         "start_timeout": 60,
         "silence_logs": logging.CRITICAL,
     }

@@ -10,6 +10,7 @@ pair only, never the client's.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 from collections.abc import Iterator
@@ -250,7 +251,9 @@ def test_ec2_instances_fetch_their_role_certificate_from_secrets_manager(
             raw = attr.get("UserData", {}).get("Value")
             if not raw:
                 continue
-            user_data = base64.b64decode(raw).decode()
+            packed = base64.b64decode(raw)
+            # gzip-compressed by default (EC2's 16 KB limit); cloud-init unpacks it.
+            user_data = (gzip.decompress(packed) if packed[:2] == b"\x1f\x8b" else packed).decode()
             checked += "oxeo_flows.dask_vm" in user_data
             assert_absent(canaries, f"user-data of {iid}", user_data)
             console = ec2.get_console_output(InstanceId=iid).get("Output", "")
