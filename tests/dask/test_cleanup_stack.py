@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from oxeo_flows.testing.compute import ComputeEmulator
+from oxeo_flows.testing.secretmanager import SecretManagerEmulator
 
 ZONE = "europe-west4-a"
 
@@ -52,8 +53,21 @@ def _cluster_labels(cluster: str, stack: str) -> dict[str, str]:
     return cluster_labels(cluster, "fr-1", stack)
 
 
-def test_gce_cleanup_of_prod_leaves_dev_running(compute: ComputeEmulator, stack_file: Any) -> None:
+@pytest.fixture
+def secrets() -> Iterator[SecretManagerEmulator]:
+    with SecretManagerEmulator() as emulator:
+        yield emulator
+
+
+def test_gce_cleanup_of_prod_leaves_dev_running(
+    compute: ComputeEmulator, secrets: SecretManagerEmulator, stack_file: Any
+) -> None:
     from oxeo_flows.cli import app
+    from oxeo_flows.clusters.vm_secrets import secret_base
+
+    for cluster in ("oxeo-0000prod", "oxeo-00000dev"):
+        for role in ("scheduler", "worker"):
+            secrets.add("oxeo-test", f"{secret_base(cluster)}-{role}", "{}")
 
     _gce_vm(compute, "dask-prod-scheduler", _cluster_labels("oxeo-0000prod", "prod"))
     _gce_vm(compute, "dask-prod-worker", _cluster_labels("oxeo-0000prod", "prod"))
@@ -64,6 +78,7 @@ def test_gce_cleanup_of_prod_leaves_dev_running(compute: ComputeEmulator, stack_
 project = "oxeo-test"
 [tool.oxeo-flows.stacks.{{name}}.gcp.endpoints]
 compute = "{compute.endpoint}"
+secret-manager = "{secrets.endpoint}"
 """
     stack_file(STACKS.format(sections=gcp.format(name="prod") + gcp.format(name="dev")))
     cli = CliRunner()
@@ -78,11 +93,17 @@ compute = "{compute.endpoint}"
     compute.wait_idle()
     assert sorted(compute.vms) == ["dask-dev-scheduler", "postgres"]
     assert "delete dask-dev-scheduler" not in compute.calls
+    # The prod cluster's TLS secrets went with its VMs; dev's are still there.
+    assert sorted(name for _project, name in secrets.secrets) == [
+        "oxeo-dask-oxeo-00000dev-scheduler",
+        "oxeo-dask-oxeo-00000dev-worker",
+    ]
     # Every stack: the dev cluster too, never the unlabelled VM.
     every = cli.invoke(app, ["clusters", "cleanup", "--all-stacks", "--yes"])
     assert every.exit_code == 0, every.output
     compute.wait_idle()
     assert sorted(compute.vms) == ["postgres"]
+    assert secrets.secrets == {}
 
 
 def test_ec2_cleanup_of_prod_leaves_dev_running(moto: str, stack_file: Any) -> None:

@@ -11,6 +11,7 @@ unless asked for every stack.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 from oxeo_flows._extras import require
 from oxeo_flows.clusters._vm import LABEL_CLUSTER, LABEL_FLOW_RUN, LABEL_STACK
 from oxeo_flows.clusters.ec2 import TAG_CLUSTER, TAG_FLOW_RUN, TAG_STACK
-from oxeo_flows.errors import ClusterError, ConfigError
+from oxeo_flows.errors import ClusterError, ConfigError, OxeoFlowsError
 from oxeo_flows.stack import Stack, resolve_stack
 
 __all__ = ["ClusterVM", "delete_cluster_vms", "list_cluster_vms", "parse_age"]
@@ -278,4 +279,39 @@ def delete_cluster_vms(
     resolved = resolve_stack(stack)
     _gce_delete(resolved, [vm for vm in vms if vm.cloud == "gcp"])
     _ec2_delete(resolved, [vm for vm in vms if vm.cloud == "ec2"])
+    for cloud, cluster in sorted({(vm.cloud, vm.cluster) for vm in vms if vm.cluster}):
+        try:
+            delete_cluster_secrets_in(resolved, cloud, cluster)
+        except OxeoFlowsError as exc:
+            logging.getLogger("oxeo_flows.clusters").warning(
+                "Could not delete the TLS secrets of cluster %r: %s", cluster, exc
+            )
     return vms
+
+
+def delete_cluster_secrets_in(stack: Stack, cloud: str, cluster: str) -> list[str]:
+    """Delete the per-cluster TLS secrets of ``cluster`` in the stack's ``cloud``.
+
+    Args:
+        stack: The stack (its ``gcp.project`` / ``aws.region`` and endpoints).
+        cloud: ``gcp`` (Secret Manager) or ``ec2`` (Secrets Manager).
+        cluster: The cluster's name.
+
+    Returns:
+        The secret ids deleted (or already absent).
+
+    Raises:
+        ConfigError: The stack has no project / region for that cloud.
+        SecretAccessError: A secret could not be deleted.
+    """
+    from oxeo_flows.clusters.vm_secrets import delete_cluster_secrets
+
+    if cloud == "gcp":
+        return delete_cluster_secrets(
+            cluster, project=stack.gcp.project, endpoint=stack.gcp.endpoints.secret_manager
+        )
+    return delete_cluster_secrets(
+        cluster,
+        region=stack.aws.region,
+        endpoint=stack.aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+    )

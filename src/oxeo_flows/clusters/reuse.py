@@ -13,7 +13,6 @@ pair is read into memory only, never written to disk.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,8 +173,11 @@ def stop_cluster(name: str, *, stack: Stack | str | None = None) -> dict[str, li
         ClusterError: A VM could not be deleted.
         SecretAccessError: A secret could not be deleted.
     """
-    from oxeo_flows.clusters.cleanup import delete_cluster_vms, list_cluster_vms
-    from oxeo_flows.clusters.vm_secrets import delete_cluster_secrets
+    from oxeo_flows.clusters.cleanup import (
+        delete_cluster_secrets_in,
+        delete_cluster_vms,
+        list_cluster_vms,
+    )
     from oxeo_flows.stack import resolve_stack
 
     resolved = resolve_stack(stack)
@@ -195,16 +197,6 @@ def stop_cluster(name: str, *, stack: Stack | str | None = None) -> dict[str, li
     if vms:
         delete_cluster_vms(vms, stack=resolved)
     secrets: list[str] = []
-    if "gcp" in clouds:
-        secrets += delete_cluster_secrets(
-            name,
-            project=resolved.gcp.project,
-            endpoint=resolved.gcp.endpoints.secret_manager,
-        )
-    if "ec2" in clouds:
-        secrets += delete_cluster_secrets(
-            name,
-            region=resolved.aws.region,
-            endpoint=resolved.aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
-        )
+    for cloud in clouds:
+        secrets += delete_cluster_secrets_in(resolved, cloud, name)
     return {"vms": [vm.id for vm in vms], "secrets": secrets}

@@ -156,9 +156,12 @@ class EC2Emulator(MachineHost):
         return list(self.instances.values())
 
     def live_instances(self) -> list[str]:
-        """Ids of instances that are pending or running in moto."""
+        """Ids of this emulator's instances (its subnet) that are pending or running."""
         pages = self.client().describe_instances(
-            Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+            Filters=[
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                {"Name": "subnet-id", "Values": [self.subnet_id]},
+            ]
         )
         return [i["InstanceId"] for r in pages["Reservations"] for i in r["Instances"]]
 
@@ -186,6 +189,10 @@ class EC2Emulator(MachineHost):
                 self._reconcile(ec2, data)
 
     def _reconcile(self, ec2: Any, data: dict[str, Any]) -> None:
+        # moto's state is per process, shared with any other moto server in it: only the
+        # instances in this emulator's own subnet are its VMs.
+        if data.get("SubnetId") != self.subnet_id:
+            return
         iid = data["InstanceId"]
         state = data.get("State", {}).get("Name")
         with self._lock:
