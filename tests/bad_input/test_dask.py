@@ -168,21 +168,18 @@ SECTION_CASES = [
         "dask.gcp.disk-type",
         "pd-ssd",
         id="gcp-disk-type-typo",
-        marks=_xfail(SECTIONS),
     ),
     pytest.param(
         {"gcp": {"service_account": "bob"}},
         "dask.gcp.service-account",
         "NAME@PROJECT.iam.gserviceaccount.com",
         id="gcp-service-account-not-email",
-        marks=_xfail(SECTIONS),
     ),
     pytest.param(
         {"gcp": {"docker_image": "Bad Image"}},
         "dask.gcp.docker-image",
         "lowercase repository",
         id="gcp-docker-image-space",
-        marks=_xfail(SECTIONS),
     ),
     pytest.param(
         {"ec2": {"worker_instance_type": "t3.mediun"}},

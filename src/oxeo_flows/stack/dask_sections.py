@@ -13,6 +13,7 @@ from oxeo_flows._model import Model
 from oxeo_flows.network import (
     GcpLabels,
     SecurityGroupId,
+    ServiceAccountEmail,
     SubnetId,
     check_zone,
     parse_scheduler_address,
@@ -104,14 +105,16 @@ class DaskGcpSection(Model):
         default=None, description="Accelerator type, e.g. nvidia-tesla-t4 (needed with GPUs)."
     )
     scheduler_ngpus: int = Field(default=0, ge=0, le=16, description="GPUs on the scheduler VM.")
-    docker_image: str | None = None
+    docker_image: ImageRef | None = None
     source_image: str | None = Field(
         default=None,
         description="Prebuilt VM image (e.g. a Packer image) instead of the default Ubuntu.",
     )
     disk_size_gb: int = Field(default=50, ge=10, le=65536, description="Boot disk size in GB.")
-    disk_type: str = Field(default="pd-standard", description="Boot disk type.")
-    service_account: str | None = Field(
+    disk_type: Literal["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"] = Field(
+        default="pd-standard", description="Boot disk type."
+    )
+    service_account: ServiceAccountEmail | None = Field(
         default=None, description="Service account of the VMs (default: gcp.service-account)."
     )
     public_ip: bool = False
