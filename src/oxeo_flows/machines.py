@@ -454,6 +454,9 @@ EC2_GPU_TYPES: dict[str, tuple[str, dict[str, int]]] = {
     "p5": ("H100", {"48xlarge": 8}),
 }
 _EC2_RE = re.compile(r"^([a-z][a-z0-9-]*)\.([a-z0-9]+)$")
+#: The sizes EC2 instance families come in (``metal-24xl`` style sizes included).
+_EC2_SIZE_RE = re.compile(r"^(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")
+_EC2_SIZES = ["nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "4xlarge", "metal"]
 _EC2_GPU_NAMES = sorted(f"{f}.{s}" for f, (_, sizes) in EC2_GPU_TYPES.items() for s in sizes)
 
 
@@ -490,6 +493,16 @@ def check_ec2_instance(instance_type: str, *, gpus: int | None = None) -> None:
             f"unknown EC2 instance type {instance_type!r}; "
             f"{_suggest(instance_type, _EC2_GPU_NAMES, 'EC2_GPU_TYPES')} "
             f"({family_name} sizes: {', '.join(family[1])})"
+        )
+        raise ValueError(msg)
+    if family is None and not _EC2_SIZE_RE.match(size):
+        import difflib
+
+        close = difflib.get_close_matches(size, _EC2_SIZES, n=1)
+        hint = f"did you mean '{family_name}.{close[0]}'?" if close else "e.g. 'm5.xlarge'"
+        msg = (
+            f"EC2 instance type {instance_type!r} has no size {size!r} ({hint}); sizes are "
+            "nano, micro, small, medium, large, xlarge, 2xlarge, ... 48xlarge, metal"
         )
         raise ValueError(msg)
     if gpus is None or gpus == 0:

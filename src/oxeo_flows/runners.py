@@ -375,6 +375,10 @@ def dask_runner(
                 "and unauthenticated",
                 settings.address,
             )
+        if settings.tls.material:
+            from oxeo_flows.clusters.tls import check_tls_files
+
+            check_tls_files(settings.tls)
         tls = settings.tls.model_dump(exclude_none=True) if settings.tls.material else None
         runner = cls(address=settings.address, tls=tls, **common)
         return runner

@@ -12,11 +12,6 @@ from oxeo_flows.stack import load_stack
 from tests.bad_input._expect import cases, expect
 
 TLS = "tls://10.0.0.1:8786"
-SECTIONS = "needs fix in stack/dask_sections.py"
-
-
-def _xfail(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 # (id, dask overrides, field named, fix text)
@@ -161,7 +156,6 @@ SECTION_CASES = [
         "dask.memory-limit",
         "e.g. '4GiB'",
         id="memory-limit-words",
-        marks=_xfail(SECTIONS),
     ),
     pytest.param(
         {"gcp": {"disk_type": "ssd"}},
@@ -186,7 +180,6 @@ SECTION_CASES = [
         "dask.ec2.worker-instance-type",
         "did you mean 't3.medium'",
         id="ec2-type-typo",
-        marks=_xfail(SECTIONS),
     ),
     pytest.param(
         {
@@ -197,7 +190,6 @@ SECTION_CASES = [
         "dask.tls.ca-secret",
         "env://VAR",
         id="tls-secret-bad-scheme",
-        marks=_xfail(SECTIONS),
     ),
 ]
 
@@ -206,8 +198,6 @@ SECTION_CASES = [
 def test_bad_dask_section(dask: dict[str, Any], field: str, fix: str) -> None:
     expect(ConfigError, lambda: load_stack(overrides={"dask": dask}, environ={}), field, fix)
 
-
-RUNNERS = "needs fix in runners.py (TLS files checked when the runner is built)"
 
 # (id, call, field named, fix text)
 RUNNER_CASES = [
@@ -248,7 +238,6 @@ RUNNER_CASES = [
         "ca-file",
         "does not exist",
         id="tls-files-missing",
-        marks=_xfail(RUNNERS),
     ),
     pytest.param(
         lambda: dask_runner(
@@ -257,7 +246,6 @@ RUNNER_CASES = [
         "ca-file",
         "is a directory",
         id="tls-files-are-directories",
-        marks=_xfail(RUNNERS),
     ),
 ]
 

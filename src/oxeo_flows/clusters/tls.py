@@ -21,19 +21,32 @@ if TYPE_CHECKING:
 
     from oxeo_flows.stack import DaskTlsSection, Stack
 
-__all__ = ["client_security"]
+__all__ = ["check_tls_files", "client_security"]
 
 
 def _read_file(path: str, key: str) -> str:
     expanded = os.path.expanduser(path)
     if not os.path.isfile(expanded):
         item = key.split("-", maxsplit=1)[0]
+        what = "is a directory" if os.path.isdir(expanded) else "does not exist"
         msg = (
-            f"dask.tls.{key} is {path!r}, which is not a file; "
+            f"dask.tls.{key} is {path!r}, which {what} (not a file); "
             f"fix the path or use dask.tls.{item}-secret"
         )
         raise ConfigError(msg)
     return expanded
+
+
+def check_tls_files(tls: DaskTlsSection) -> None:
+    """Check that the TLS files a client will read are files (when the runner is built).
+
+    Raises:
+        ConfigError: A ``dask.tls.*-file`` is missing or is a directory.
+    """
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, key)
+        if path is not None:
+            _read_file(path, key.replace("_", "-"))
 
 
 def client_security(tls: DaskTlsSection, *, stack: Stack | str | None = None) -> Security | None:

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from oxeo_flows._checks import ImageRef
 from oxeo_flows._model import Model
+from oxeo_flows.errors import OxeoFlowsError
 from oxeo_flows.network import (
     GcpLabels,
     SecurityGroupId,
@@ -19,6 +20,9 @@ from oxeo_flows.network import (
     parse_scheduler_address,
 )
 from oxeo_flows.vertex import AcceleratorType, MachineType, machine_check
+
+#: What distributed's ``memory_limit`` accepts: bytes with a unit, a fraction, or ``auto``.
+_MEMORY_LIMIT = re.compile(r"^(auto|0|\d+(\.\d+)?\s*([kKmMgGtTpP]i?[bB]?|[bB])?|0?\.\d+)$")
 
 
 class DaskTlsSection(Model):
@@ -52,6 +56,19 @@ class DaskTlsSection(Model):
     key_secret: str | None = Field(
         default=None, description="Secret holding the client private key PEM."
     )
+
+    @field_validator("ca_secret", "cert_secret", "key_secret")
+    @classmethod
+    def _secret_ref(cls, v: str | None) -> str | None:
+        if v is not None:
+            from oxeo_flows.secrets._base import parse_secret_ref
+
+            try:
+                parse_secret_ref(v)
+            except OxeoFlowsError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
     # -- h12tls: how GCE/EC2 VMs get their role's certificate ----------------------------
     vm_certificates: Literal["secret", "metadata"] = Field(
         default="secret",
@@ -308,6 +325,18 @@ class DaskSection(Model):
     memory_limit: str | None = Field(
         default=None, description="Local backend: per-worker memory limit, e.g. 4GiB."
     )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str | None) -> str | None:
+        if v is not None and not _MEMORY_LIMIT.match(v.strip()):
+            msg = (
+                f"{v!r} is not a memory limit; use a size, e.g. '4GiB' or '512MB', a fraction "
+                "of the machine such as '0.5', or 'auto'"
+            )
+            raise ValueError(msg)
+        return v
+
     adapt: tuple[int, int] | None = Field(
         default=None, description="Adaptive scaling (minimum, maximum)."
     )
