@@ -26,7 +26,7 @@ from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 from oxeo_flows.testing.compute import ComputeEmulator
 from oxeo_flows.testing.secretmanager import SecretManagerEmulator
 from oxeo_flows.testing.vertex import VertexEmulator
-from tests.dask.test_cancel import SCRIPT_TEMPLATE
+from tests.clusters.test_cancel import SCRIPT_TEMPLATE
 from tests.e2e._repo import (
     GCE_STACK,
     TILES,

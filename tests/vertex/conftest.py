@@ -96,28 +96,6 @@ def prod_stack(stack_file: Any) -> Any:
     return load_stack()
 
 
-@pytest.fixture
-def requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Every HTTP request the Prefect clients send, as (method, path), counted at httpx."""
-    import httpx
-
-    seen: list[tuple[str, str]] = []
-    sync_send = httpx.Client.send
-    async_send = httpx.AsyncClient.send
-
-    def send(self: httpx.Client, request: httpx.Request, **kw: Any) -> httpx.Response:
-        seen.append((request.method, request.url.path))
-        return sync_send(self, request, **kw)
-
-    async def asend(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> httpx.Response:
-        seen.append((request.method, request.url.path))
-        return await async_send(self, request, **kw)
-
-    monkeypatch.setattr(httpx.Client, "send", send)
-    monkeypatch.setattr(httpx.AsyncClient, "send", asend)
-    return seen
-
-
 def with_credentials(block: str) -> Any:
     """The active stack with ``vertex.credentials-block`` set to ``block`` (as a stack would)."""
     from oxeo_flows.stack import load_stack

@@ -9,7 +9,7 @@ import pytest
 from prefect import flow, task
 
 from oxeo_flows import ClusterStartTimeout, dask_runner
-from tests.dask.conftest import SilentServer, flow_run_state
+from tests.clusters.conftest import SilentServer, flow_run_state
 
 
 @task
