@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.apply._faults import DroppingProxy
+from tests.fakes.dropping_proxy import DroppingProxy
 from tests.fakes.proxy import CountingProxy
 
 

@@ -17,8 +17,8 @@ from oxeo_flows.apply import ApplyPlan, apply_stack
 from oxeo_flows.cli import app
 from oxeo_flows.errors import ApplyError, ConfigError
 from tests._util import free_port
-from tests.apply._faults import DroppingProxy
 from tests.apply._stacks import full_stack
+from tests.fakes.dropping_proxy import DroppingProxy
 
 runner = CliRunner()
 
