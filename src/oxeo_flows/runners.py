@@ -376,9 +376,9 @@ def dask_runner(
                 settings.address,
             )
         if settings.tls.material:
-            from oxeo_flows.clusters.tls import check_tls_files
+            from oxeo_flows.clusters.tls import check_tls_material
 
-            check_tls_files(settings.tls)
+            check_tls_material(settings.tls)
         tls = settings.tls.model_dump(exclude_none=True) if settings.tls.material else None
         runner = cls(address=settings.address, tls=tls, **common)
         return runner

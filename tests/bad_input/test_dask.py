@@ -181,16 +181,6 @@ SECTION_CASES = [
         "did you mean 't3.medium'",
         id="ec2-type-typo",
     ),
-    pytest.param(
-        {
-            "backend": "address",
-            "address": TLS,
-            "tls": {"ca_secret": "ftp://x", "cert_secret": "a", "key_secret": "b"},
-        },
-        "dask.tls.ca-secret",
-        "env://VAR",
-        id="tls-secret-bad-scheme",
-    ),
 ]
 
 
@@ -238,6 +228,16 @@ RUNNER_CASES = [
         "ca-file",
         "does not exist",
         id="tls-files-missing",
+    ),
+    pytest.param(
+        lambda: dask_runner(
+            "address",
+            address=TLS,
+            tls={"ca_secret": "ftp://x", "cert_secret": "a", "key_secret": "b"},
+        ),
+        "dask.tls.ca-secret",
+        "env://VAR",
+        id="tls-secret-bad-scheme",
     ),
     pytest.param(
         lambda: dask_runner(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from oxeo_flows.stack import DaskTlsSection, Stack
 
-__all__ = ["check_tls_files", "client_security"]
+__all__ = ["check_tls_material", "client_security"]
 
 
 def _read_file(path: str, key: str) -> str:
@@ -37,16 +37,26 @@ def _read_file(path: str, key: str) -> str:
     return expanded
 
 
-def check_tls_files(tls: DaskTlsSection) -> None:
-    """Check that the TLS files a client will read are files (when the runner is built).
+def check_tls_material(tls: DaskTlsSection) -> None:
+    """Check the client's TLS material settings when the runner is built (nothing is read).
 
     Raises:
-        ConfigError: A ``dask.tls.*-file`` is missing or is a directory.
+        ConfigError: A ``dask.tls.*-file`` is missing or is a directory, or a
+            ``dask.tls.*-secret`` is not a secret reference.
     """
-    for key in ("ca_file", "cert_file", "key_file"):
-        path = getattr(tls, key)
+    from oxeo_flows.secrets._base import parse_secret_ref
+
+    for item in ("ca", "cert", "key"):
+        path = getattr(tls, f"{item}_file")
         if path is not None:
-            _read_file(path, key.replace("_", "-"))
+            _read_file(path, f"{item}-file")
+        ref = getattr(tls, f"{item}_secret")
+        if ref is not None:
+            try:
+                parse_secret_ref(ref)
+            except ConfigError as exc:
+                msg = f"dask.tls.{item}-secret: {exc}"
+                raise ConfigError(msg) from None
 
 
 def client_security(tls: DaskTlsSection, *, stack: Stack | str | None = None) -> Security | None:

@@ -10,7 +10,6 @@ from pydantic import Field, field_validator, model_validator
 
 from oxeo_flows._checks import ImageRef
 from oxeo_flows._model import Model
-from oxeo_flows.errors import OxeoFlowsError
 from oxeo_flows.network import (
     GcpLabels,
     SecurityGroupId,
@@ -56,18 +55,6 @@ class DaskTlsSection(Model):
     key_secret: str | None = Field(
         default=None, description="Secret holding the client private key PEM."
     )
-
-    @field_validator("ca_secret", "cert_secret", "key_secret")
-    @classmethod
-    def _secret_ref(cls, v: str | None) -> str | None:
-        if v is not None:
-            from oxeo_flows.secrets._base import parse_secret_ref
-
-            try:
-                parse_secret_ref(v)
-            except OxeoFlowsError as exc:
-                raise ValueError(str(exc)) from None
-        return v
 
     # -- h12tls: how GCE/EC2 VMs get their role's certificate ----------------------------
     vm_certificates: Literal["secret", "metadata"] = Field(
