@@ -3,7 +3,9 @@
 Built on the real request/response classes of google-cloud-aiplatform (their proto-plus
 serialisers plug into a generic gRPC handler), so prefect-gcp's real ``JobServiceAsyncClient``
 talks to it unchanged. It serves CreateCustomJob, GetCustomJob and CancelCustomJob and
-records every created job.
+records every created job; on the same port (as on Google's regional endpoint) the
+PersistentResourceService answers GetPersistentResource for the resources added with
+`VertexEmulator.add_persistent_resource`.
 
 Executing (the default): each CustomJob is PENDING for ``start_delay`` seconds, then every
 replica of every worker pool spec runs its container's ``command`` + ``args`` with its
@@ -39,16 +41,30 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import grpc
-from google.cloud.aiplatform_v1.types import custom_job, job_service, job_state
+from google.cloud.aiplatform_v1.types import (
+    custom_job,
+    job_service,
+    job_state,
+    machine_resources,
+    persistent_resource,
+    persistent_resource_service,
+)
 from google.protobuf import empty_pb2
 from google.rpc import status_pb2
 
 from oxeo_flows.testing._boot import Container
 from oxeo_flows.testing._grpc import LoopbackGrpcFake
 
-__all__ = ["SERVICE", "VertexEmulator", "async_client", "emulated_vertex_worker"]
+__all__ = [
+    "PERSISTENT_RESOURCE_SERVICE",
+    "SERVICE",
+    "VertexEmulator",
+    "async_client",
+    "emulated_vertex_worker",
+]
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
+PERSISTENT_RESOURCE_SERVICE = "google.cloud.aiplatform.v1.PersistentResourceService"
 State = job_state.JobState
 _FINAL = frozenset({State.JOB_STATE_SUCCEEDED, State.JOB_STATE_FAILED, State.JOB_STATE_CANCELLED})
 
@@ -89,6 +105,7 @@ class VertexEmulator(LoopbackGrpcFake):
     calls: dict[str, int] = field(default_factory=dict)
     endpoint: str = ""
     _jobs: dict[str, _Job] = field(default_factory=dict)
+    _resources: dict[str, Any] = field(default_factory=dict)
     _next_error: list[str] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1000))
     _hosts: Any = field(default_factory=lambda: itertools.count(2))
@@ -103,6 +120,40 @@ class VertexEmulator(LoopbackGrpcFake):
         """Make the next created job FAILED with ``message`` before its container starts."""
         with self._lock:
             self._next_error.append(message)
+
+    def add_persistent_resource(
+        self, name: str, *, state: str = "RUNNING", machine_type: str = "n1-standard-4"
+    ) -> Any:
+        """Add (or replace) a persistent resource served by GetPersistentResource.
+
+        Args:
+            name: Full resource name,
+                ``projects/{project}/locations/{region}/persistentResources/{id}``.
+            state: A ``PersistentResource.State`` name: ``RUNNING``, ``PROVISIONING``,
+                ``STOPPING``, ``ERROR``, ...
+            machine_type: Machine type of its one resource pool.
+
+        Returns:
+            The ``PersistentResource`` message now served.
+        """
+        resource = persistent_resource.PersistentResource(
+            name=name,
+            display_name=name.rsplit("/", 1)[-1],
+            state=getattr(persistent_resource.PersistentResource.State, state),
+            resource_pools=[
+                persistent_resource.ResourcePool(
+                    id="pool-0",
+                    machine_spec=machine_resources.MachineSpec(machine_type=machine_type),
+                    replica_count=1,
+                )
+            ],
+            create_time=_now(),
+        )
+        if state == "ERROR":
+            resource.error = status_pb2.Status(code=8, message="quota exceeded")
+        with self._lock:
+            self._resources[name] = resource
+        return persistent_resource.PersistentResource(resource)
 
     def states(self, name: str) -> list[str]:
         """State names the job went through (scripted: served) so far, create included."""
@@ -285,6 +336,17 @@ class VertexEmulator(LoopbackGrpcFake):
             replica.stop(grace=5)
         return empty_pb2.Empty()
 
+    def _get_resource(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._count("GetPersistentResource")
+        with self._lock:
+            resource = self._resources.get(request.name)
+            if resource is None:
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"PersistentResource {request.name} not found"
+                )
+                raise AssertionError  # abort() raises
+            return persistent_resource.PersistentResource(resource)
+
     # ------------------------------------------------------------------ server
 
     def start(self) -> str:
@@ -311,7 +373,31 @@ class VertexEmulator(LoopbackGrpcFake):
                 ),
             },
         )
-        return self._serve(handler, max_workers=8)
+        resources = grpc.method_handlers_generic_handler(
+            PERSISTENT_RESOURCE_SERVICE,
+            {
+                "GetPersistentResource": unary(
+                    self._get_resource,
+                    persistent_resource_service.GetPersistentResourceRequest,
+                    persistent_resource.PersistentResource,
+                ),
+            },
+        )
+        return self._serve(_Services(handler, resources), max_workers=8)
+
+
+class _Services(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Several services on one server (the first handler that knows the method answers)."""
+
+    def __init__(self, *handlers: grpc.GenericRpcHandler) -> None:
+        self._handlers = handlers
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        for handler in self._handlers:
+            found = handler.service(handler_call_details)
+            if found is not None:
+                return found
+        return None
 
 
 def async_client(endpoint: str) -> Any:
