@@ -308,6 +308,44 @@ class VMClusterMixin:
 
     # -- cleanup -------------------------------------------------------------------------------
 
+    async def _close(self) -> None:
+        """SpecCluster's close, then a sweep by label: no VM of ours outlives the close.
+
+        A close interrupted half-way (a SIGTERM of the flow run, a scheduler that does not
+        answer its terminate) may skip the scheduler VM; the sweep deletes what is left, and
+        the cluster's TLS secrets. A detached (reused) cluster is left alone.
+        """
+        owned = bool(getattr(self, "shutdown_scheduler", True)) and not self._oxeo_starting
+        try:
+            await super()._close()  # type: ignore[misc]
+        finally:
+            if owned and not getattr(self, "_oxeo_scheduler_closed", False):
+                await self._oxeo_sweep_leftovers()
+
+    async def _oxeo_sweep_leftovers(self) -> None:
+        sweep = getattr(self, "_oxeo_sweep", None)
+        if sweep is not None:
+            try:
+                deleted = await asyncio.wait_for(sweep(), 60)
+            except Exception as exc:
+                logger.warning(
+                    "Could not sweep VMs labelled with cluster %r: %s; run "
+                    "`oxeo-flows clusters cleanup`",
+                    self._plan.name,
+                    exc,
+                )
+            else:
+                if deleted:
+                    logger.warning(
+                        "Deleted VMs of %s left by its close: %s", self._plan.name, deleted
+                    )
+        tls = getattr(self._plan, "vm_tls", None)
+        if tls is not None:
+            try:
+                await self.call_async(tls.delete)  # type: ignore[attr-defined]
+            except Exception as exc:
+                logger.warning("Could not delete the TLS secrets of %r: %s", self._plan.name, exc)
+
     async def _oxeo_abort(self) -> None:
         """Delete every VM of this cluster: by object first, then by label."""
         from distributed.core import Status
@@ -406,6 +444,8 @@ class InheritEnvMixin:
 
     async def close(self) -> None:
         """Destroy the VM; the scheduler's close deletes the cluster's TLS secrets."""
+        if self._oxeo_role == "scheduler":
+            self.cluster._oxeo_scheduler_closed = True  # the cluster's close need not sweep
         try:
             await super().close()  # type: ignore[misc]
         finally:
