@@ -19,6 +19,14 @@ the target ratio ``joined / (boot + container)`` (issue 12: <= 1.15 + 0.5 s / (b
 container)); for GCE the Compute API call sequence. Everything runs on loopback (the loopback
 guard is on), on the emulators' own addresses (127.10.120.x, 127.120.1.x).
 
+Every emulated VM runs on this host's cores, so the parallel rows also print what the VMs'
+processes cost: seconds from each container's start to its scheduler answering / its workers
+joined, their CPU-seconds, and the floor that CPU puts on this host (all VMs start at once and
+share the cores). ``each VM alone`` measures the same container-start-to-ready spans with one
+VM starting at a time (serial boot, 1 worker), and projects the parallel run onto VMs with
+their own vCPUs, as on a cloud: each VM's container start in the parallel run plus its role's
+span alone.
+
 Run: ``python benchmarks/cold_start.py [--workers 2] [--boot 1] [--container 2] [--repeat 3]
 [--cloud gcp ec2]``
 """
@@ -27,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import itertools
 import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 for _key, _value in {
@@ -143,7 +153,51 @@ def _ec2_stack(emulator: EC2Emulator, workers: int, *, parallel: bool) -> Any:
     )
 
 
-def oxeo_flows_run(emulator: Any, workers: int, *, parallel: bool = True) -> dict[str, float]:
+def _vm_cpu(emulator: Any) -> float:
+    """CPU-seconds used so far by every process of every VM (their process groups)."""
+    groups = {m.container.pid for m in emulator.machines() if m.container is not None}
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) in groups:  # pgrp, then utime and stime in clock ticks
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _container_starts(emulator: Any, t0: float) -> dict[str, list[float]]:
+    """Seconds from ``t0`` to each VM's container start, by role."""
+    out: dict[str, list[float]] = {"scheduler": [], "worker": []}
+    for machine in emulator.machines():
+        if machine.container_started_at is not None and machine.role in out:
+            out[machine.role].append(machine.container_started_at - t0)
+    return out
+
+
+#: The console line that says a VM's Dask process is ready, by role.
+_READY = {"scheduler": "Scheduler at:", "worker": "Registered to:"}
+
+
+def _spans(emulator: Any) -> dict[str, list[float]]:
+    """Each VM's container start to its ready line (distributed's own log time), by role."""
+    to_monotonic = time.monotonic() - time.time()
+    out: dict[str, list[float]] = {"scheduler": [], "worker": []}
+    for machine in emulator.machines():
+        marker = _READY.get(machine.role)
+        if marker is None or machine.container_started_at is None:
+            continue
+        for line in machine.serial_output().splitlines():
+            if marker in line:
+                stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                ready = stamp.timestamp() + to_monotonic
+                out[machine.role].append(ready - machine.container_started_at)
+                break
+    return out
+
+
+def oxeo_flows_run(emulator: Any, workers: int, *, parallel: bool = True) -> dict[str, Any]:
     from oxeo_flows import dask_runner
 
     if isinstance(emulator, ComputeEmulator):
@@ -158,7 +212,45 @@ def oxeo_flows_run(emulator: Any, workers: int, *, parallel: bool = True) -> dic
         client.wait_for_workers(workers, timeout=300)
         t_workers = time.monotonic()
         t_cluster = t_client  # the runner returns the client once the cluster is up
-    return {"t0": t0, "cluster": t_cluster - t0, "client": t_client - t0, "workers": t_workers - t0}
+        vm_cpu = _vm_cpu(emulator)
+        starts = _container_starts(emulator, t0)
+        spans = _spans(emulator)
+    last_start = max(starts["worker"])
+    registered = last_start + max(spans["worker"])  # roughly: the slowest worker's start
+    return {
+        "t0": t0,
+        "cluster": t_cluster - t0,
+        "client": t_client - t0,
+        "workers": t_workers - t0,
+        "vm_cpu": vm_cpu,
+        "starts": starts,
+        # Container start -> "Scheduler at" / "Registered to" in the VM's console (slowest).
+        "scheduler_span": max(spans["scheduler"]),
+        "worker_span": max(spans["worker"]),
+        "join_lag": max(0.0, t_workers - t0 - registered),
+    }
+
+
+def alone_run(emulator: Any) -> dict[str, float]:
+    """Container start to ready of a scheduler, then of one worker, each starting alone.
+
+    Serial boot: the worker VM is created once the scheduler answers, so each starts with the
+    host's cores to itself (the worker's span includes registering with the running scheduler).
+    """
+    row = oxeo_flows_run(emulator, 1, parallel=False)
+    return {"scheduler": row["scheduler_span"], "worker": row["worker_span"]}
+
+
+def projected(row: dict[str, Any], alone: dict[str, float]) -> float:
+    """Joined if each VM of ``row`` had its own vCPUs: its container start + its span alone.
+
+    A worker registers once the scheduler listens, so a worker is ready at the later of its
+    own span and the scheduler's; the client's join check adds ``row``'s own lag (joined -
+    the last registration).
+    """
+    listens = max(t + alone["scheduler"] for t in row["starts"]["scheduler"])
+    ready = [max(listens, t + alone["worker"]) for t in row["starts"]["worker"]]
+    return max(ready) + row["join_lag"]
 
 
 def dask_cloudprovider_run(emulator: ComputeEmulator, workers: int) -> dict[str, float]:
@@ -262,6 +354,20 @@ def fail_fast_run(emulator: Any, workers: int) -> float:
     raise AssertionError(msg)
 
 
+def _cost_line(rows: list[dict[str, Any]]) -> str:
+    """What the VMs' processes cost in the parallel runs (medians), and this host's floor."""
+    cores = len(os.sched_getaffinity(0))
+    sched = statistics.median(r["scheduler_span"] for r in rows)
+    worker = statistics.median(r["worker_span"] for r in rows)
+    cpu = statistics.median(r["vm_cpu"] for r in rows)
+    floor = statistics.median(min(r["starts"]["scheduler"]) + r["vm_cpu"] / cores for r in rows)
+    return (
+        f"    container start -> scheduler listens {sched:.2f} s, -> worker registered "
+        f"{worker:.2f} s (slowest); the VMs' processes used {cpu:.1f} CPU-s, so on this host's "
+        f"{cores} cores joined >= {floor:.1f} s"
+    )
+
+
 def _emulator(cloud: str, args: argparse.Namespace) -> Any:
     if cloud == "gcp":
         return ComputeEmulator(
@@ -320,6 +426,7 @@ def _main() -> None:
                 dask_cloudprovider_run if cloud == "gcp" else dask_cloudprovider_ec2_run,
             ),
         ]
+        parallel_rows: list[dict[str, Any]] = []
         for name, fn in ways:
             rows = []
             sequence = ""
@@ -338,8 +445,25 @@ def _main() -> None:
                 f"{args.workers} workers joined {med['workers']:5.1f} s | "
                 f"ratio {med['workers'] / inevitable:4.2f}"
             )
+            if name.endswith("parallel"):
+                parallel_rows = rows
+                print(_cost_line(rows))
             if sequence:
                 print(f"    calls (last run): {sequence}")
+        alone_rows = []
+        for _ in range(args.repeat):
+            with _emulator(cloud, args) as emulator:
+                alone_rows.append(alone_run(emulator))
+                _idle(emulator)
+        alone = {k: statistics.median(r[k] for r in alone_rows) for k in ("scheduler", "worker")}
+        guess = statistics.median(projected(r, alone) for r in parallel_rows)
+        print(
+            f"{'oxeo-flows ' + cloud + ' each VM alone':32s} container start -> scheduler "
+            f"listens {alone['scheduler']:.2f} s, -> worker registered {alone['worker']:.2f} s\n"
+            f"    parallel boot with a VM's own vCPUs (as on a cloud): {args.workers} workers "
+            f"joined ~{guess:.1f} s | ratio {guess / inevitable:4.2f} (target "
+            f"<= {target / inevitable:.2f})"
+        )
         fails = []
         for _ in range(args.repeat):
             with _emulator(cloud, args) as emulator:

@@ -52,7 +52,8 @@ def assert_absent(canaries: list[str], where: str, text: str) -> None:
 
 
 def cmdlines(pids: list[int]) -> str:
-    """The command lines and environments of ``pids`` and all their descendants."""
+    """The command lines and environments of ``pids`` and all their descendants (forkservers
+    and Nanny workers included)."""
     seen: set[int] = set()
     todo = list(pids)
     out: list[str] = []
@@ -64,6 +65,7 @@ def cmdlines(pids: list[int]) -> str:
         proc = Path(f"/proc/{pid}")
         try:
             out.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            out.append((proc / "environ").read_bytes().replace(b"\0", b" ").decode())
             children = (proc / "task" / str(pid) / "children").read_text().split()
         except OSError:
             continue
@@ -148,6 +150,17 @@ def test_gce_vms_fetch_their_role_certificate_from_a_per_cluster_secret(
             assert client.scheduler.address.startswith("tls://127.10.0.")
             assert client.submit(lambda x: x + 1, 41).result(timeout=30) == 42
             assert len(client.scheduler_info()["workers"]) == 1
+
+            def facts() -> dict[str, str]:
+                with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+                    parent = f.read().replace(b"\0", b" ").decode()
+                return {"parent": parent, "seed": os.environ.get("PYTHONHASHSEED", "")}
+
+            # The Nanny's worker process was forked from the forkserver the VM started first,
+            # with the environment the Nanny gives a spawned one.
+            (got,) = client.run(facts).values()
+            assert "multiprocessing.forkserver" in got["parent"], got
+            assert got["seed"] == "6640"
         # Each VM read its own role's secret with its own credentials.
         read = [a.rsplit("/versions/", 1)[0].rsplit("/", 1)[1] for a in sm.accessed]
         assert sorted(read) == [f"{base}-scheduler", f"{base}-worker"]

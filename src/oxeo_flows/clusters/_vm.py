@@ -323,22 +323,9 @@ class VMClusterMixin:
                 await self._oxeo_sweep_leftovers()
 
     async def _oxeo_sweep_leftovers(self) -> None:
-        sweep = getattr(self, "_oxeo_sweep", None)
-        if sweep is not None:
-            try:
-                deleted = await asyncio.wait_for(sweep(), 60)
-            except Exception as exc:
-                logger.warning(
-                    "Could not sweep VMs labelled with cluster %r: %s; run "
-                    "`oxeo-flows clusters cleanup`",
-                    self._plan.name,
-                    exc,
-                )
-            else:
-                if deleted:
-                    logger.warning(
-                        "Deleted VMs of %s left by its close: %s", self._plan.name, deleted
-                    )
+        await self._oxeo_sweep_by_label(
+            60, logging.WARNING, "Deleted VMs of %s left by its close: %s"
+        )
         tls = getattr(self._plan, "vm_tls", None)
         if tls is not None:
             try:
@@ -368,21 +355,26 @@ class VMClusterMixin:
         await asyncio.gather(
             *(close(inst) for inst in instances if inst is not None and hasattr(inst, "close"))
         )
-        sweep = getattr(self, "_oxeo_sweep", None)
-        if sweep is not None:
-            try:
-                deleted = await asyncio.wait_for(sweep(), 120)
-            except Exception as exc:
-                logger.warning(
-                    "Could not sweep VMs labelled with cluster %r: %s; run "
-                    "`oxeo-flows clusters cleanup`",
-                    self._plan.name,
-                    exc,
-                )
-            else:
-                if deleted:
-                    logger.info("Deleted leftover VMs of %s: %s", self._plan.name, deleted)
+        await self._oxeo_sweep_by_label(120, logging.INFO, "Deleted leftover VMs of %s: %s")
         self.status = Status.closed
+
+    async def _oxeo_sweep_by_label(self, within: float, level: int, found: str) -> None:
+        """Delete the VMs still labelled with this cluster; log ``found`` if there were any."""
+        sweep = getattr(self, "_oxeo_sweep", None)
+        if sweep is None:
+            return
+        try:
+            deleted = await asyncio.wait_for(sweep(), within)
+        except Exception as exc:
+            logger.warning(
+                "Could not sweep VMs labelled with cluster %r: %s; run "
+                "`oxeo-flows clusters cleanup`",
+                self._plan.name,
+                exc,
+            )
+        else:
+            if deleted:
+                logger.log(level, found, self._plan.name, deleted)
 
     def _oxeo_emergency_cleanup(self) -> None:
         from distributed.core import Status

@@ -289,6 +289,8 @@ class Machine:
     plan: BootPlan | None = None
     role: str = "other"
     container: Container | None = None
+    #: ``time.monotonic()`` when the container's process started (None before).
+    container_started_at: float | None = None
     exit_code: int | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -349,6 +351,11 @@ class MachineHost:
         for thread in list(self._threads):
             thread.join(max(0.0, end - time.monotonic()))
 
+    def machines(self) -> list[Machine]:
+        """Every machine booted so far and not yet forgotten (deleted ones may remain)."""
+        with self._lock:
+            return list(self._machines())
+
     def processes(self) -> list[int]:
         """Process ids of the containers still running."""
         with self._lock:
@@ -382,6 +389,7 @@ class MachineHost:
         with self._lock:
             if machine.stopped.is_set():
                 return
+            machine.container_started_at = time.monotonic()
             machine.container = Container(
                 argv, plan.env, machine.console, on_exit=lambda code: self._exited(machine, code)
             )
