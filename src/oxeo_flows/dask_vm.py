@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return _die("usage: python -m oxeo_flows.dask_vm {scheduler,worker} MODULE [ARGS...]")
     role: Role = "scheduler" if args[0] == "scheduler" else "worker"
     module, rest = args[1], args[2:]
+    began = time.monotonic()
     from oxeo_flows.clusters import vm_forkserver
 
     forkserver = vm_forkserver.start([module, *rest]) if role == "worker" else None
@@ -112,12 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         except BaseException as exc:  # re-raised below, in the main thread
             got["error"] = exc
+        got["read"] = time.monotonic() - began
 
     # The secret is read while distributed is imported: the read waits on the network.
     reader = threading.Thread(target=read, name="oxeo-dask-vm-tls", daemon=True)
     reader.start()
     with contextlib.suppress(ImportError):  # the command itself reports a broken image
         importlib.import_module("distributed")
+    imported = time.monotonic() - began
     reader.join()
     try:
         if "error" in got:
@@ -131,10 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     del bundle
     import dask.config
 
-    vm_forkserver.adopt(forkserver)
+    forked = vm_forkserver.adopt(forkserver)
     dask.config.set(role_config(certs, role))
     del certs
-    print(f"oxeo-flows dask_vm: {role} TLS material loaded from {location}", file=sys.stderr)
+    print(
+        f"oxeo-flows dask_vm: {role} TLS material loaded from {location} in "
+        f"{got['read']:.2f} s, distributed imported in {imported:.2f} s"
+        + ("; the Nanny forks its worker from a forkserver" if forked else ""),
+        file=sys.stderr,
+    )
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
     return 0

@@ -70,6 +70,10 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
     session.register(
         "provide-client-params.ec2.RunInstances", lambda params, **_: calls.append(dict(params))
     )
+    tagged: list[dict[str, Any]] = []
+    session.register(
+        "provide-client-params.ec2.CreateTags", lambda params, **_: tagged.append(dict(params))
+    )
     dialed: list[tuple[str, int]] = []
 
     async def never(host: str, port: int) -> bool:
@@ -99,6 +103,14 @@ def test_forced_start_timeout_leaves_no_instance(vpc: dict[str, str]) -> None:
     assert tags["oxeo-flows:cluster"].startswith("oxeo-")
     assert tags["oxeo-flows:flow-run"] == "flow-run-1"
     assert tags["team"] == "eo"
+    # Each instance is tagged with its own name at launch: no CreateTags call after it.
+    names = [
+        {t["Key"]: t["Value"] for t in c["TagSpecifications"][0]["Tags"]}["Name"] for c in calls
+    ]
+    assert names[0].endswith("-scheduler")
+    assert "-worker-" in names[1]
+    assert tags["Dask Cluster"]
+    assert tagged == []
     assert params["ImageId"] == vpc["ami"]
     # The message names the address dialed (the private IP), the network, the checklist.
     message = str(info.value)

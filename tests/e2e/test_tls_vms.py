@@ -171,6 +171,8 @@ def test_gce_vms_fetch_their_role_certificate_from_a_per_cluster_secret(
         for where, text in texts.items():
             assert_absent(canaries, where, text)
         assert "oxeo_flows.dask_vm scheduler" in texts[next(iter(texts))]
+        consoles = [t for where, t in texts.items() if where.startswith("serial console")]
+        assert any("the Nanny forks its worker from a forkserver" in t for t in consoles)
         assert_absent(canaries, "VM process command lines", cmdlines(compute.processes()))
     finally:
         cluster.close()

@@ -14,6 +14,7 @@ size is checked against EC2's 16,384-byte limit before RunInstances.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import os
@@ -147,7 +148,48 @@ class _TerminateOnceMixin:
             logger.debug("instance %s was already terminated (%s)", self.name, code)
 
 
-class _SchedulerParts(InheritEnvMixin, SchedulerWaitMixin, _TerminateOnceMixin):
+class _TagAtLaunchMixin:
+    """RunInstances carries the instance's own tags; no CreateTags call after it.
+
+    dask-cloudprovider tags each instance (``Name``, ``Dask Cluster``) with a CreateTags call
+    once RunInstances returns: one more API call before the scheduler's address is handed to
+    the workers, and an instance without those tags if the flow run dies in between. Here they
+    go into RunInstances' TagSpecifications with the cluster's own tags; what is left of
+    ``configure_vm`` is the wait for the instance's address.
+    """
+
+    name: str
+    cluster: Any
+    instance: dict[str, Any]
+    instance_tags: dict[str, str]
+    use_private_ip: bool
+
+    async def create_vm(self) -> Any:
+        self.instance_tags = {
+            **self.instance_tags,
+            "Name": self.name,
+            "Dask Cluster": self.cluster.uuid,
+        }
+        return await super().create_vm()  # type: ignore[misc]
+
+    async def configure_vm(self, client: Any) -> tuple[str, None]:
+        self.cluster._log(f"Created instance {self.instance['InstanceId']} as {self.name}")
+        key = "PrivateIpAddress" if self.use_private_ip else "PublicIpAddress"
+        delay, waited = 0.1, 0.0
+        while self.instance.get(key) is None:
+            if waited > 300:
+                msg = f"instance {self.instance['InstanceId']} got no {key} in 300 s"
+                raise ClusterError(msg)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 10.0)
+            found = await client.describe_instances(InstanceIds=[self.instance["InstanceId"]])
+            [reservation] = found["Reservations"]
+            [self.instance] = reservation["Instances"]
+        return self.instance[key], None
+
+
+class _SchedulerParts(InheritEnvMixin, SchedulerWaitMixin, _TagAtLaunchMixin, _TerminateOnceMixin):
     """What our scheduler instance adds, in method resolution order."""
 
 
@@ -187,7 +229,7 @@ def ec2_cluster_class() -> type[Any]:
                     console = f"(could not read the console output: {exc})"
             raise ClusterError(self.cluster._oxeo_died_message(iid, state, console))
 
-    class OxeoEC2Worker(InheritEnvMixin, _TerminateOnceMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
+    class OxeoEC2Worker(InheritEnvMixin, _TagAtLaunchMixin, _TerminateOnceMixin, ec2.EC2Worker):  # type: ignore[misc,name-defined]
         """A worker instance inheriting the cluster's private config."""
 
     class OxeoEC2Cluster(VMClusterMixin, ec2.EC2Cluster):  # type: ignore[misc,name-defined]
