@@ -37,6 +37,7 @@ from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 __all__ = [
     "ClusterPlan",
     "InheritEnvMixin",
+    "Pinned",
     "SchedulerWaitMixin",
     "VMClusterMixin",
     "cluster_labels",
@@ -122,6 +123,23 @@ def _cluster_error_in(exc: BaseException) -> ClusterError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+class Pinned:
+    """A class attribute that an instance cannot reassign.
+
+    dask-cloudprovider's clusters set ``scheduler_class`` / ``worker_class`` in ``__init__``;
+    ``scheduler_class = Pinned(OurScheduler)`` keeps ours.
+    """
+
+    def __init__(self, value: type[Any]) -> None:
+        self.value = value
+
+    def __get__(self, obj: object, owner: type | None = None) -> type[Any]:
+        return self.value
+
+    def __set__(self, obj: object, value: object) -> None:
+        """Ignore the assignment."""
 
 
 class VMClusterMixin:

@@ -26,6 +26,7 @@ from oxeo_flows.clusters._vm import (
     TAG_PREFIX,
     ClusterPlan,
     InheritEnvMixin,
+    Pinned,
     Probe,
     SchedulerWaitMixin,
     VMClusterMixin,
@@ -257,21 +258,8 @@ def ec2_cluster_class() -> type[Any]:
             what = f"instance {getattr(process, 'name', '?')} of cluster {self._plan.name!r}"
             return compress_user_data(text, what=what)
 
-        @property
-        def scheduler_class(self) -> type[Any]:
-            return OxeoEC2Scheduler
-
-        @scheduler_class.setter
-        def scheduler_class(self, value: Any) -> None:
-            pass
-
-        @property
-        def worker_class(self) -> type[Any]:
-            return OxeoEC2Worker
-
-        @worker_class.setter
-        def worker_class(self, value: Any) -> None:
-            pass
+        scheduler_class = Pinned(OxeoEC2Scheduler)
+        worker_class = Pinned(OxeoEC2Worker)
 
         async def _oxeo_sweep(self) -> list[str]:
             async with self.boto_session.create_client("ec2", region_name=self.region) as client:

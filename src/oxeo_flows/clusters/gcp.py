@@ -24,6 +24,7 @@ from oxeo_flows.clusters._vm import (
     LABEL_STACK,
     ClusterPlan,
     InheritEnvMixin,
+    Pinned,
     Probe,
     SchedulerWaitMixin,
     VMClusterMixin,
@@ -229,22 +230,8 @@ def gcp_cluster_class() -> type[Any]:
     class OxeoGCPCluster(VMClusterMixin, _OwnClientGCPCluster):
         """``GCPCluster`` with a start deadline, cleanup by label and no global config changes."""
 
-        # GCPCluster assigns its own classes in __init__; keep ours.
-        @property
-        def scheduler_class(self) -> type[Any]:
-            return OxeoGCPScheduler
-
-        @scheduler_class.setter
-        def scheduler_class(self, value: Any) -> None:
-            pass
-
-        @property
-        def worker_class(self) -> type[Any]:
-            return OxeoGCPWorker
-
-        @worker_class.setter
-        def worker_class(self, value: Any) -> None:
-            pass
+        scheduler_class = Pinned(OxeoGCPScheduler)
+        worker_class = Pinned(OxeoGCPWorker)
 
         async def _oxeo_sweep(self) -> list[str]:
             plan = self._plan
