@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 
@@ -19,3 +23,15 @@ def write_stack(directory: Path, body: str, *, name: str = "pyproject.toml") -> 
     path = directory / name
     path.write_text(body, encoding="utf-8")
     return path
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) in a fresh interpreter of this venv, with ``env`` added."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+        check=False,
+    )

@@ -7,25 +7,11 @@ environment) is in tests/e2e/test_tls_vms.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-        check=False,
-    )
-
+from tests._util import run_python
 
 _NANNY = json.dumps({"cls": "dask.distributed.Nanny", "opts": {"name": "w"}})
 _FORKSERVER_FACTS = f"""
@@ -55,7 +41,7 @@ def test_a_nanny_worker_vm_starts_its_forkserver_first() -> None:
     worker = json.dumps({"cls": "dask.distributed.Worker", "opts": {}})
     assert vm_forkserver.start(["distributed.cli.dask_scheduler", "--port", "8786"]) is None
     assert vm_forkserver.start(["distributed.cli.dask_spec", "a", "--spec", worker]) is None
-    done = _python(_FORKSERVER_FACTS)
+    done = run_python(_FORKSERVER_FACTS)
     assert done.returncode == 0, done.stderr
     # The forkserver got the environment the Nanny gives a spawned worker.
     assert json.loads(done.stdout) == {
@@ -80,7 +66,7 @@ def test_a_pre_spawn_environ_the_forkserver_lacks_falls_back_to_spawn(
     config = tmp_path / "dask.yaml"
     nanny = {"pre-spawn-environ": variables}
     config.write_text(yaml.safe_dump({"distributed": {"nanny": nanny}}))
-    done = _python(_FORKSERVER_FACTS, DASK_CONFIG=str(tmp_path))
+    done = run_python(_FORKSERVER_FACTS, DASK_CONFIG=str(tmp_path))
     assert done.returncode == 0, done.stderr
     facts = json.loads(done.stdout)
     assert facts["started"]
@@ -90,6 +76,6 @@ def test_a_pre_spawn_environ_the_forkserver_lacks_falls_back_to_spawn(
 
 
 def test_a_method_the_image_chose_is_kept() -> None:
-    done = _python(_FORKSERVER_FACTS, DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="spawn")
+    done = run_python(_FORKSERVER_FACTS, DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="spawn")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["started"] is False

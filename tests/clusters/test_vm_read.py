@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +27,7 @@ from oxeo_flows.clusters.vm_read import (
 )
 from oxeo_flows.errors import ConfigError, SecretAccessError, SecretIntegrityError
 from oxeo_flows.testing.secretmanager import SecretManagerEmulator
-from tests._util import free_port
+from tests._util import free_port, run_python
 from tests.fakes.metadata import GceMetadata, Imds
 
 PROJECT = "oxeo-test"
@@ -245,17 +241,6 @@ def test_a_bad_location_is_a_config_error() -> None:
 # -- the VM process ---------------------------------------------------------------------------
 
 
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-        check=False,
-    )
-
-
 def test_the_vm_read_imports_no_cloud_sdk(
     secret_manager_emulator: SecretManagerEmulator, aws: str
 ) -> None:
@@ -266,7 +251,7 @@ def test_the_vm_read_imports_no_cloud_sdk(
     boto3.client("secretsmanager", region_name="eu-west-1", endpoint_url=moto).create_secret(
         Name="oxeo-dask-i1-worker", SecretBinary=b'{"k": 2}'
     )
-    done = _python(
+    done = run_python(
         f"""
         import sys
         from oxeo_flows.dask_vm import fetch_role_bundle
