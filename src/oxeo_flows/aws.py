@@ -1,8 +1,12 @@
-"""AWS credentials from the stack's ``[aws]`` section.
+"""AWS credentials from the stack's ``[aws]`` section, and botocore sessions that share models.
 
 The block returned by `aws_credentials` carries *where* to connect (region, named profile,
 endpoint, role to assume) and never access keys unless you pass them explicitly: on EC2, ECS
 or a laptop with a profile, boto3's own credential chain finds them at run time.
+
+`share_service_models` gives a new botocore (or aiobotocore) session the process's one model
+loader, so that the sessions oxeo-flows opens (one per Dask cluster and per TLS secret store)
+parse each AWS service model once per process, not once per session.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ if TYPE_CHECKING:
 
     from oxeo_flows.stack import Stack
 
-__all__ = ["aws_credentials"]
+__all__ = ["aws_credentials", "share_service_models"]
+
+_LOADER: dict[str, Any] = {}
 
 _ALLOWED = frozenset(
     {
@@ -108,3 +114,19 @@ def aws_credentials(*, stack: Stack | str | None = None, **overrides: Any) -> Aw
             kwargs[key] = overrides[key]
     creds: AwsCredentials = prefect_aws.AwsCredentials(**kwargs)
     return creds
+
+
+def share_service_models(session: Any) -> Any:
+    """Make ``session`` (botocore / aiobotocore) read service models through one loader.
+
+    A fresh session parses a service's model on its first client (EC2's: 0.1–0.15 s); with
+    the process's one loader only the first session of the process does. The loader's data
+    is read-only, and the same for every session of a process.
+
+    Returns:
+        ``session``.
+    """
+    loader = _LOADER.setdefault("loader", session.get_component("data_loader"))
+    if loader is not session.get_component("data_loader"):
+        session.register_component("data_loader", loader)
+    return session

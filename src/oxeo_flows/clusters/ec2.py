@@ -240,7 +240,10 @@ def ec2_cluster_class() -> type[Any]:
             self, *, boto_session: Any = None, endpoint_url: str | None = None, **kwargs: Any
         ) -> None:
             if boto_session is None:
-                boto_session = require("aiobotocore.session", "dask").get_session()
+                from oxeo_flows.aws import share_service_models
+
+                aiobotocore = require("aiobotocore.session", "dask")
+                boto_session = share_service_models(aiobotocore.get_session())
             self._oxeo_session = _EndpointSession(boto_session, endpoint_url)
             super().__init__(**kwargs)
 

@@ -97,9 +97,11 @@ class AwsSecretStore:
         if endpoint_url and is_loopback_endpoint(endpoint_url):
             # An emulator (moto): like the anonymous loopback path of the Google clients.
             kwargs.update(aws_access_key_id="loopback", aws_secret_access_key="loopback")  # noqa: S106
-        self.client = boto3.session.Session(**kwargs).client(
-            "secretsmanager", endpoint_url=endpoint_url or None
-        )
+        from oxeo_flows.aws import share_service_models
+
+        session = boto3.session.Session(**kwargs)
+        share_service_models(session._session)
+        self.client = session.client("secretsmanager", endpoint_url=endpoint_url or None)
 
     def create(self, secret_id: str, data: bytes, labels: dict[str, str] | None = None) -> None:
         """Create ``secret_id`` holding ``data``, tagged with ``labels``."""
