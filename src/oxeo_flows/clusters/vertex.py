@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -284,10 +284,10 @@ def vertex_cluster(
     return cluster
 
 
-def _wait_for_bundle(store: JobSecretStore, secret_id: str, deadline: float) -> bytes:
+def _wait_for_bundle(read: Callable[[str], bytes | None], secret_id: str, deadline: float) -> bytes:
     delay = 0.2
     while True:
-        bundle = store.read(secret_id)
+        bundle = read(secret_id)
         if bundle is not None:
             return bundle
         if time.monotonic() + delay > deadline:
@@ -327,8 +327,13 @@ def run_worker(
     distributed = require("distributed", "dask")
     spec = ClusterSpec.from_env()
     deadline = time.monotonic() + timeout
-    store = JobSecretStore(project, secret_manager_endpoint)
-    security = security_from_bundle(_wait_for_bundle(store, spec.secret_id, deadline))
+    from oxeo_flows.clusters.vm_read import read_gcp_secret
+
+    def read(secret_id: str) -> bytes | None:
+        # Without the Secret Manager SDK: 0.4 s less on each replica's start (vm_read).
+        return read_gcp_secret(project, secret_id, secret_manager_endpoint)
+
+    security = security_from_bundle(_wait_for_bundle(read, spec.secret_id, deadline))
     address = f"tls://{spec.scheduler_host}:{port}"
     name = f"{spec.task_type}-{spec.task_index}"
 
