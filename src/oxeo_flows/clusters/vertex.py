@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from oxeo_flows._extras import require
-from oxeo_flows.errors import ClusterStartTimeout, ConfigError, SecretAccessError
+from oxeo_flows.clusters.vm_secrets import JobSecretStore
+from oxeo_flows.errors import ClusterStartTimeout, ConfigError
 
 if TYPE_CHECKING:
     from oxeo_flows.clusters.pki import ClusterCertificates
@@ -51,7 +52,6 @@ CLUSTER_SPEC_ENV = "CLUSTER_SPEC"
 JOB_ID_ENV = "CLOUD_ML_JOB_ID"
 SCHEDULER_POOL = "workerpool0"
 WORKER_POOL = "workerpool1"
-_SECRET_LABEL = {"oxeo-flows": "dask-vertex"}
 
 
 @dataclass(frozen=True)
@@ -125,60 +125,6 @@ class ClusterSpec:
     def secret_id(self) -> str:
         """The per-job Secret Manager secret holding the workers' TLS bundle."""
         return "oxeo-dask-" + re.sub(r"[^A-Za-z0-9_-]", "-", self.job_id)[:200]
-
-
-class JobSecretStore:
-    """The per-job secret in Secret Manager: created by the flow, read by workers, deleted."""
-
-    def __init__(self, project: str, endpoint: str | None = None) -> None:
-        from oxeo_flows.secrets.gcp import secret_manager_client
-
-        self.project = project
-        self.client = secret_manager_client(endpoint)
-
-    def _name(self, secret_id: str) -> str:
-        return f"projects/{self.project}/secrets/{secret_id}"
-
-    def create(self, secret_id: str, data: bytes, labels: dict[str, str] | None = None) -> None:
-        """Create the secret with one version holding ``data`` (and ``labels``)."""
-        try:
-            self.client.create_secret(
-                parent=f"projects/{self.project}",
-                secret_id=secret_id,
-                secret={
-                    "replication": {"automatic": {}},
-                    "labels": {**_SECRET_LABEL, **(labels or {})},
-                },
-            )
-            self.client.add_secret_version(parent=self._name(secret_id), payload={"data": data})
-        except Exception as exc:
-            msg = (
-                f"could not create the per-job Dask TLS secret {self._name(secret_id)!r}: "
-                f"{type(exc).__name__}: {exc}. The job's service account needs "
-                "roles/secretmanager.admin (or secretVersionAdder and a secret it may create)"
-            )
-            raise SecretAccessError(msg) from exc
-
-    def read(self, secret_id: str) -> bytes | None:
-        """The secret's latest payload, or None while it does not exist."""
-        try:
-            response = self.client.access_secret_version(
-                name=f"{self._name(secret_id)}/versions/latest"
-            )
-        except Exception as exc:
-            if type(exc).__name__ == "NotFound":
-                return None
-            msg = f"could not read {self._name(secret_id)!r}: {type(exc).__name__}: {exc}"
-            raise SecretAccessError(msg) from exc
-        return bytes(response.payload.data)
-
-    def delete(self, secret_id: str) -> None:
-        """Delete the secret (missing is fine)."""
-        try:
-            self.client.delete_secret(name=self._name(secret_id))
-        except Exception as exc:
-            if type(exc).__name__ != "NotFound":
-                raise
 
 
 def _cluster_class() -> type[Any]:

@@ -221,7 +221,7 @@ def read_gcp_secret(
     """
     loopback = endpoint is not None and is_loopback_endpoint(endpoint)
     if not loopback and os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
-        from oxeo_flows.clusters.vertex import JobSecretStore
+        from oxeo_flows.clusters.vm_secrets import JobSecretStore
 
         return JobSecretStore(project, endpoint).read(secret_id)
     from oxeo_flows._extras import require
