@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,3 +37,16 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
         env={**os.environ, **env},
         check=False,
     )
+
+
+def wait_until(condition: Callable[[], object], seconds: float, *, every: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true or ``seconds`` pass; returns its last value's truth.
+
+    A bound on how long a test waits for something that happens, never a timing assertion.
+    """
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(every)
+    return bool(condition())

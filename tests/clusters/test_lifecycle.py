@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from oxeo_flows.testing._env import METADATA_ENV
 from oxeo_flows.testing.compute import ComputeEmulator
 from oxeo_flows.testing.ec2 import EC2Emulator
 from oxeo_flows.testing.secretmanager import SecretManagerEmulator
+from tests._util import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +71,12 @@ def gce() -> Iterator[ComputeEmulator]:
 def ec2() -> Iterator[EC2Emulator]:
     with EC2Emulator(network="127.112") as emulator:
         yield emulator
+        # A SIGKILLed client cannot delete its cluster's TLS secrets (`clusters cleanup`
+        # does); moto's state outlives the emulator in this process, so delete them here.
+        sm = emulator.client("secretsmanager")
+        for secret in sm.list_secrets()["SecretList"]:
+            if secret["Name"].startswith("oxeo-dask-"):
+                sm.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
 
 
 _SECRETS: dict[str, str] = {}
@@ -124,15 +131,6 @@ def _start_client(
     return proc, ready
 
 
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
-
-
 def _gce_stopped(emulator: ComputeEmulator) -> bool:
     return emulator.processes() == [] and all(
         vm.status == "TERMINATED" for vm in emulator.vms.values()
@@ -149,7 +147,7 @@ def test_sigkilled_client_leaves_no_gce_vm_running(gce: ComputeEmulator, tmp_pat
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         # No client for 3 s: the scheduler closes, the worker follows, both VMs shut down.
-        assert _wait(lambda: _gce_stopped(gce), 3 + 30), {
+        assert wait_until(lambda: _gce_stopped(gce), 3 + 30), {
             n: (vm.status, vm.serial_output()[-1500:]) for n, vm in gce.vms.items()
         }
         scheduler = next(vm for name, vm in gce.vms.items() if name.endswith("scheduler"))
@@ -168,7 +166,7 @@ def test_sigkilled_client_leaves_no_ec2_instance_running(ec2: EC2Emulator, tmp_p
         assert len(ec2.live_instances()) == 2
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        assert _wait(lambda: ec2.live_instances() == [] and ec2.processes() == [], 3 + 30), [
+        assert wait_until(lambda: ec2.live_instances() == [] and ec2.processes() == [], 3 + 30), [
             inst.serial_output()[-1500:] for inst in ec2.instances.values()
         ]
     finally:
@@ -182,7 +180,7 @@ def test_connected_but_idle_cluster_shuts_down(gce: ComputeEmulator, tmp_path: P
         tmp_path, "gcp", "gcp_cluster", _gce_args(gce), idle=3, no_client=900
     )
     try:
-        assert _wait(lambda: _gce_stopped(gce), 3 + 30), {
+        assert wait_until(lambda: _gce_stopped(gce), 3 + 30), {
             n: (vm.status, vm.serial_output()[-1500:]) for n, vm in gce.vms.items()
         }
         scheduler = next(vm for name, vm in gce.vms.items() if name.endswith("scheduler"))

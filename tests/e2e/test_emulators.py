@@ -8,6 +8,7 @@ import pytest
 
 from oxeo_flows.testing._boot import bind_command, parse_user_data
 from oxeo_flows.testing.compute import ComputeEmulator
+from tests._util import wait_until
 
 ZONE = "europe-west4-a"
 
@@ -186,15 +187,6 @@ def _submit(endpoint: str, job: Any) -> str:
     return asyncio.run(create())
 
 
-def _wait_for(condition: Any, timeout: float = 60.0) -> None:
-    import time
-
-    end = time.monotonic() + timeout
-    while not condition() and time.monotonic() < end:
-        time.sleep(0.05)
-    assert condition()
-
-
 def test_vertex_runs_every_replica_with_a_cluster_spec(tmp_path: Any) -> None:
     import json
     import sys
@@ -243,7 +235,7 @@ def test_vertex_failed_container_and_cancel() -> None:
             vertex.endpoint,
             _custom_job([([sys.executable, "-c", "import time; time.sleep(60)"], 1)]),
         )
-        _wait_for(lambda: vertex.state(slow) == "JOB_STATE_RUNNING")
+        assert wait_until(lambda: vertex.state(slow) == "JOB_STATE_RUNNING", 60)
 
         async def cancel() -> None:
             await async_client(vertex.endpoint).cancel_custom_job(name=slow)

@@ -8,7 +8,9 @@ classes (``class OurCluster(VMClusterMixin, GCPCluster)``) and replace exactly t
 - the whole start (VM creation + scheduler reachable + first workers) runs under one deadline;
   on expiry every VM we created is deleted (by object, then by label) and `ClusterStartTimeout`
   is raised with the address dialed and a checklist;
-- the scheduler wait is a non-blocking connect, attempt by attempt;
+- the scheduler wait is a non-blocking connect, attempt by attempt, and every
+  `ALIVE_CHECK_EVERY` seconds a look at the scheduler VM's status: a stopped VM fails the start
+  at once, with its console;
 - parallel boot: the first workers' VMs are created as soon as the scheduler's private address
   is known (GCE: its ``networkIP`` right after insert; EC2: ``PrivateIpAddress`` from
   RunInstances), while the scheduler VM boots, instead of after the scheduler answers; their
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from oxeo_flows.clusters.lifecycle import lifecycle_config
 from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 
 __all__ = [
+    "ALIVE_CHECK_EVERY",
     "ClusterPlan",
     "InheritEnvMixin",
     "Pinned",
@@ -49,6 +53,10 @@ __all__ = [
 logger = logging.getLogger("oxeo_flows.clusters")
 
 Probe = Callable[[str, int], Awaitable[bool]]
+
+#: Seconds between two reads of the scheduler VM's status while it is awaited (one GET /
+#: DescribeInstances each): a VM that stopped fails the start within about this.
+ALIVE_CHECK_EVERY = 0.5
 
 
 async def tcp_probe(host: str, port: int) -> bool:
@@ -500,12 +508,12 @@ class SchedulerWaitMixin:
             f"Waiting for scheduler at {address} (deadline {cluster._plan.start_timeout:g} s)"
         )
         check_alive = getattr(self, "oxeo_check_alive", None)
-        attempt = 0
+        next_check = time.monotonic() + ALIVE_CHECK_EVERY
         while True:
             cluster._oxeo_check_workers()
-            if check_alive is not None and attempt % 5 == 1:
+            if check_alive is not None and time.monotonic() >= next_check:
                 await check_alive()  # raises ClusterError (with the console) if the VM stopped
-            attempt += 1
+                next_check = time.monotonic() + ALIVE_CHECK_EVERY
             remaining = cluster._deadline.remaining()
             try:
                 ok = await asyncio.wait_for(probe(host, port), max(0.001, min(remaining, 10.0)))

@@ -126,15 +126,15 @@ class _EndpointSession:
         return getattr(self._session, name)
 
 
-_ALREADY_GONE = frozenset({"InvalidInstanceID.NotFound", "InvalidNetworkInterfaceID.NotFound"})
+_ALREADY_GONE = frozenset({"InvalidInstanceID.NotFound"})
 
 
 class _TerminateOnceMixin:
     """``destroy_vm`` that accepts an instance already gone.
 
     An instance whose container exited terminates itself (cloud-init's shutdown, with
-    ``InstanceInitiatedShutdownBehavior=terminate``): when the cluster closes, its workers do
-    so while dask-cloudprovider terminates them too.
+    ``InstanceInitiatedShutdownBehavior=terminate``), and EC2 forgets a terminated instance
+    after a while: terminating it then is ``InvalidInstanceID.NotFound``, which means done.
     """
 
     name: str

@@ -291,6 +291,8 @@ class Machine:
     container: Container | None = None
     #: ``time.monotonic()`` when the container's process started (None before).
     container_started_at: float | None = None
+    #: ``time.monotonic()`` when the container's process exited by itself (None before).
+    container_exited_at: float | None = None
     exit_code: int | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -401,6 +403,7 @@ class MachineHost:
         return [argv[0], "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit(1)"]
 
     def _exited(self, machine: Machine, code: int) -> None:
+        machine.container_exited_at = time.monotonic()
         machine.exit_code = code
         machine.log(f"docker: container exited with code {code}")
         if machine.plan is not None and machine.plan.shutdown and not machine.stopped.is_set():

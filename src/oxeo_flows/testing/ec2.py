@@ -9,14 +9,25 @@ container's command run in this virtualenv as a process group bound to the insta
 address), and stops it when the instance is terminated or stopped. A container that exits
 with the cloud-init's ``shutdown -h now`` after it terminates its instance (dask-cloudprovider
 sets ``InstanceInitiatedShutdownBehavior=terminate``).
+
+The emulator serves moto's WSGI app behind a small middleware that records each call's action
+(`EC2Emulator.call_times`, like `ComputeEmulator.call_times`) and wakes the watcher as soon as
+a call that changes instances (RunInstances, TerminateInstances, ...) has been answered: an
+instance starts booting when RunInstances returns, as on EC2, not at the watcher's next poll.
+Only the action and the instances' ``Name`` tags are read from a request, never the rest of
+its body (a CreateSecret's value goes through untouched).
 """
 
 from __future__ import annotations
 
 import base64
-import socket
+import io
 import tempfile
 import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +37,121 @@ from oxeo_flows.testing._boot import Machine, MachineHost
 __all__ = ["EC2Emulator", "EmulatedInstance"]
 
 _GONE = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
+
+#: EC2 actions after which the watcher looks at the instances at once.
+_CHANGES = frozenset(
+    {"RunInstances", "TerminateInstances", "StopInstances", "StartInstances", "RebootInstances"}
+)
+
+
+#: In the User-Agent of the emulator's own calls (its watcher), which are not recorded.
+_OWN_AGENT = "oxeo-flows-ec2-emulator"
+
+
+def _query(environ: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The parameters of an EC2 query-protocol request (its body is put back intact)."""
+    form = str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded")
+    if environ.get("REQUEST_METHOD") != "POST" or not form or environ.get("HTTP_X_AMZ_TARGET"):
+        return None  # JSON-protocol services (Secrets Manager...) and S3 are not recorded
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= 0:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    params = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return params if params.get("Action") else None
+
+
+def _entry(params: dict[str, list[str]]) -> str:
+    """``Action [Name tags]`` of a request."""
+    names = [
+        params.get(key[: -len("Key")] + "Value", [""])[0]
+        for key, values in params.items()
+        if key.startswith("TagSpecification.") and key.endswith(".Key") and values == ["Name"]
+    ]
+    return " ".join([params["Action"][0], *sorted(n for n in names if n)])
+
+
+def _instance_ids(params: dict[str, list[str]]) -> list[str]:
+    return [v for k, values in params.items() if k.startswith("InstanceId.") for v in values]
+
+
+def _terminated_response(ids: list[str], start_response: Any) -> list[bytes]:
+    """EC2's answer to TerminateInstances of instances that are terminated already."""
+    state = "<code>48</code><name>terminated</name>"
+    items = "".join(
+        f"<item><instanceId>{iid}</instanceId><currentState>{state}</currentState>"
+        f"<previousState>{state}</previousState></item>"
+        for iid in ids
+    )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<TerminateInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>{uuid.uuid4()}</requestId><instancesSet>{items}</instancesSet>"
+        "</TerminateInstancesResponse>"
+    ).encode()
+    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _moto_app() -> tuple[Any, type[Any]]:
+    """The WSGI app of moto, and its request handler without a log line per request."""
+    from moto.moto_server import werkzeug_app
+    from werkzeug.serving import WSGIRequestHandler
+
+    base: type[Any] = getattr(werkzeug_app, "MotoRequestHandler", WSGIRequestHandler)
+
+    class QuietHandler(base):  # type: ignore[misc]
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            return  # errors are still logged
+
+    return werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app), QuietHandler
+
+
+class _Recorder:
+    """WSGI middleware: record each EC2 call; after one that changes instances, ``wake``.
+
+    The emulator's own calls (its watcher, an instance shutting itself down) wake it too but
+    are not recorded. Calls that change instances are served one at a time, and a
+    TerminateInstances of instances terminated already is answered as EC2 does (they are
+    terminated), where moto fails deleting their network interface again: an instance shuts
+    itself down when its Dask process exits, and its cluster terminates it all the same.
+    """
+
+    def __init__(self, app: Any, calls: list[tuple[float, str]], wake: Callable[[], None]) -> None:
+        self.app = app
+        self.calls = calls
+        self.wake = wake
+        self._changing = threading.Lock()
+        self._terminated: set[str] = set()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        params = _query(environ)
+        entry = None if params is None else _entry(params)
+        if entry is not None and _OWN_AGENT not in environ.get("HTTP_USER_AGENT", ""):
+            self.calls.append((time.monotonic(), entry))
+        action = entry.split(" ", 1)[0] if entry else ""
+        if params is None or action not in _CHANGES:
+            response: Iterable[bytes] = self.app(environ, start_response)
+            return response
+        ids = _instance_ids(params)
+        with self._changing:
+            if action == "TerminateInstances" and ids and set(ids) <= self._terminated:
+                return _terminated_response(ids, start_response)
+            status: list[str] = []
+
+            def capture(code: str, headers: Any, exc_info: Any = None) -> Any:
+                status.append(code)
+                return start_response(code, headers, exc_info)
+
+            response = self.app(environ, capture)
+            if action == "TerminateInstances" and status and status[0].startswith("200"):
+                self._terminated.update(ids)
+        self.wake()  # moto has applied the call: its state is what the next read sees
+        return response
 
 
 @dataclass(kw_only=True)
@@ -49,7 +175,8 @@ class EC2Emulator(MachineHost):
         region: The region the VPC is created in.
         boot_delay: Seconds from ``running`` to cloud-init starting.
         container_start_delay: Seconds from cloud-init to the container's command starting.
-        poll: Seconds between the watcher's DescribeInstances calls.
+        poll: Seconds between the watcher's DescribeInstances calls when no call changed an
+            instance (a RunInstances or TerminateInstances wakes it at once).
         network: The first two octets of the VPC (``NETWORK.0.0/16``) and the subnet
             (``NETWORK.1.0/24``); give each emulator on a host its own (``127.N``).
 
@@ -59,6 +186,7 @@ class EC2Emulator(MachineHost):
         subnet_id: The subnet (``127.20.1.0/24``).
         security_group_id: A group allowing tcp 8786-8787 and all tcp within itself.
         instances: Booted instances by id.
+        call_times: ``(time.monotonic(), "Action [Name tags]")`` of every EC2 call, in order.
     """
 
     def __init__(
@@ -79,7 +207,10 @@ class EC2Emulator(MachineHost):
         self.vpc_id = self.subnet_id = self.security_group_id = ""
         self.instances: dict[str, EmulatedInstance] = {}
         self._server: Any = None
+        self._serving: threading.Thread | None = None
+        self.call_times: list[tuple[float, str]] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._die: dict[str, str] = {}
@@ -88,6 +219,15 @@ class EC2Emulator(MachineHost):
 
     def client(self, service: str = "ec2") -> Any:
         """A boto3 client of ``service`` on the emulator."""
+        return self._boto3_client(service, None)
+
+    def _own_client(self) -> Any:
+        """The emulator's own EC2 client (its calls are not in `call_times`)."""
+        from botocore.config import Config
+
+        return self._boto3_client("ec2", Config(user_agent_extra=_OWN_AGENT))
+
+    def _boto3_client(self, service: str, config: Any) -> Any:
         import boto3
 
         return boto3.client(
@@ -96,19 +236,24 @@ class EC2Emulator(MachineHost):
             endpoint_url=self.endpoint_url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106 - moto's fixed test credentials
+            config=config,
         )
 
     def start(self) -> str:
         """Start moto, create the VPC, subnet and group, start the watcher; returns the URL."""
-        from moto.server import ThreadedMotoServer
+        from werkzeug.serving import make_server
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
+        # moto's ThreadedMotoServer, with the recorder in front of its app.
+        moto_app, handler = _moto_app()
+        app = _Recorder(moto_app, self.call_times, self._wake.set)
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=handler)
+        port = self._server.server_address[1]
+        self._serving = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="oxeo-ec2-moto"
+        )
+        self._serving.start()
         self.endpoint_url = f"http://127.0.0.1:{port}"
-        ec2 = self.client()
+        ec2 = self._own_client()
         self.vpc_id = ec2.create_vpc(CidrBlock=f"{self.network}.0.0/16")["Vpc"]["VpcId"]
         self.subnet_id = ec2.create_subnet(
             VpcId=self.vpc_id,
@@ -149,7 +294,10 @@ class EC2Emulator(MachineHost):
             self._halt(inst)
         self.wait_idle()
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            if self._serving is not None:
+                self._serving.join(10)
+            self._server.server_close()
             self._server = None
 
     def _machines(self) -> list[Machine]:
@@ -157,7 +305,7 @@ class EC2Emulator(MachineHost):
 
     def live_instances(self) -> list[str]:
         """Ids of this emulator's instances (its subnet) that are pending or running."""
-        pages = self.client().describe_instances(
+        pages = self._own_client().describe_instances(
             Filters=[
                 {"Name": "instance-state-name", "Values": ["pending", "running"]},
                 {"Name": "subnet-id", "Values": [self.subnet_id]},
@@ -169,12 +317,14 @@ class EC2Emulator(MachineHost):
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Act on moto's current instance states now, then wait for boots/stops to finish."""
-        self._reconcile_all(self.client())
+        self._reconcile_all(self._own_client())
         super().wait_idle(timeout)
 
     def _watch(self) -> None:
-        ec2 = self.client()
-        while not self._stop.wait(self.poll):
+        ec2 = self._own_client()
+        while not self._stop.is_set():
+            self._wake.wait(self.poll)
+            self._wake.clear()
             self._reconcile_all(ec2)
 
     def _reconcile_all(self, ec2: Any) -> None:
@@ -218,7 +368,7 @@ class EC2Emulator(MachineHost):
     def _shutdown(self, machine: Machine) -> None:
         # dask-cloudprovider sets InstanceInitiatedShutdownBehavior=terminate.
         try:
-            self.client().terminate_instances(InstanceIds=[machine.name])
+            self._own_client().terminate_instances(InstanceIds=[machine.name])
         except Exception as exc:
             machine.log(f"[emulator] terminate failed: {exc}")
 
