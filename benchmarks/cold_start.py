@@ -7,6 +7,8 @@ seconds later):
 - ``oxeo-flows parallel``: ``dask_runner("gcp"|"ec2")`` from a stack whose endpoints are the
   emulator (worker VMs created while the scheduler boots, the default); timed from entering
   the runner;
+- ``oxeo-flows no Nanny``: parallel boot with ``dask.nanny = false`` (one interpreter per
+  worker VM instead of two);
 - ``oxeo-flows serial``: the same with ``dask.parallel-boot = false`` (dask-cloudprovider's
   order: worker VMs after the scheduler answers);
 - ``dask-cloudprovider``: plain ``GCPCluster`` / ``EC2Cluster`` (GCE: its ``compute``
@@ -106,7 +108,9 @@ def throwaway_service_account() -> dict[str, str]:
     }
 
 
-def _gce_stack(emulator: ComputeEmulator, workers: int, *, parallel: bool) -> Any:
+def _gce_stack(
+    emulator: ComputeEmulator, workers: int, *, parallel: bool, nanny: bool = True
+) -> Any:
     from oxeo_flows.stack import load_stack
 
     return load_stack(
@@ -127,13 +131,14 @@ def _gce_stack(emulator: ComputeEmulator, workers: int, *, parallel: bool) -> An
                 "n-workers": workers,
                 "start-timeout": 300,
                 "parallel-boot": parallel,
+                "nanny": nanny,
                 "gcp": {"docker-image": IMAGE},
             },
         }
     )
 
 
-def _ec2_stack(emulator: EC2Emulator, workers: int, *, parallel: bool) -> Any:
+def _ec2_stack(emulator: EC2Emulator, workers: int, *, parallel: bool, nanny: bool = True) -> Any:
     from oxeo_flows.stack import load_stack
 
     ami = emulator.client().describe_images()["Images"][0]["ImageId"]
@@ -151,6 +156,7 @@ def _ec2_stack(emulator: EC2Emulator, workers: int, *, parallel: bool) -> Any:
                 "n-workers": workers,
                 "start-timeout": 300,
                 "parallel-boot": parallel,
+                "nanny": nanny,
                 "ec2": {"docker-image": IMAGE, "ami": ami},
             },
         }
@@ -201,13 +207,15 @@ def _spans(emulator: Any) -> dict[str, list[float]]:
     return out
 
 
-def oxeo_flows_run(emulator: Any, workers: int, *, parallel: bool = True) -> dict[str, Any]:
+def oxeo_flows_run(
+    emulator: Any, workers: int, *, parallel: bool = True, nanny: bool = True
+) -> dict[str, Any]:
     from oxeo_flows import dask_runner
 
     if isinstance(emulator, ComputeEmulator):
-        stack = _gce_stack(emulator, workers, parallel=parallel)
+        stack = _gce_stack(emulator, workers, parallel=parallel, nanny=nanny)
     else:
-        stack = _ec2_stack(emulator, workers, parallel=parallel)
+        stack = _ec2_stack(emulator, workers, parallel=parallel, nanny=nanny)
     runner: Any = dask_runner(stack=stack)
     t0 = time.monotonic()
     with runner:
@@ -441,6 +449,10 @@ def _main() -> None:
     for cloud in args.cloud:
         ways: list[tuple[str, Any]] = [
             (f"oxeo-flows {cloud} parallel", lambda e, n: oxeo_flows_run(e, n, parallel=True)),
+            (
+                f"oxeo-flows {cloud} no Nanny",
+                lambda e, n: oxeo_flows_run(e, n, parallel=True, nanny=False),
+            ),
             (f"oxeo-flows {cloud} serial", lambda e, n: oxeo_flows_run(e, n, parallel=False)),
             (
                 f"dask-cloudprovider {'GCPCluster' if cloud == 'gcp' else 'EC2Cluster'}",
@@ -465,9 +477,10 @@ def _main() -> None:
                 f"{args.workers} workers joined {med['workers']:5.1f} s | "
                 f"ratio {med['workers'] / inevitable:4.2f}"
             )
+            if name.endswith(("parallel", "no Nanny")):
+                print(_cost_line(rows))
             if name.endswith("parallel"):
                 parallel_rows = rows
-                print(_cost_line(rows))
             if sequence:
                 print(f"    calls (last run): {sequence}")
         alone_rows = []

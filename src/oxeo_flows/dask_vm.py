@@ -15,7 +15,10 @@ contain oxeo-flows (``oxeo-flows[gcp,dask]`` or ``oxeo-flows[aws,dask]``). It:
 
 For a Nanny worker it first starts the Nanny's forkserver (`oxeo_flows.clusters.
 vm_forkserver`): the worker process's interpreter and imports happen while this one starts.
-The secret is read in a thread while ``distributed`` is imported.
+A worker without a Nanny (``dask.nanny = false``) first re-executes itself with the Nanny's
+pre-spawn environment (``PYTHONHASHSEED`` and the rest), which no Nanny gives it, so that it
+hashes like every other worker. The secret is read in a thread while ``distributed`` is
+imported.
 
 No key file is written by this module. ``distributed`` itself, to build an SSL context from
 in-memory PEM, writes the certificate and key into a private temporary directory (mode 0700)
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     from oxeo_flows.clusters import vm_forkserver
 
+    plain = role == "worker" and vm_forkserver.plain_worker([module, *rest])
+    if plain:
+        vm_forkserver.reexec("oxeo_flows.dask_vm", args, vm_forkserver.reexec_env())
     forkserver = vm_forkserver.start([module, *rest]) if role == "worker" else None
     from oxeo_flows.clusters.vm_secrets import ENV_ENDPOINT, ENV_SECRET, role_config
     from oxeo_flows.errors import OxeoFlowsError
@@ -121,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(ImportError):  # the command itself reports a broken image
         importlib.import_module("distributed")
     imported = time.monotonic() - began
+    if plain:
+        vm_forkserver.reexec("oxeo_flows.dask_vm", args, vm_forkserver.recheck_env())
     reader.join()
     try:
         if "error" in got:
@@ -140,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"oxeo-flows dask_vm: {role} TLS material loaded from {location} in "
         f"{got['read']:.2f} s, distributed imported in {imported:.2f} s"
-        + ("; the Nanny forks its worker from a forkserver" if forked else ""),
+        + ("; the Nanny forks its worker from a forkserver" if forked else "")
+        + (
+            "; no Nanny: the worker runs in this process (PYTHONHASHSEED="
+            f"{os.environ.get('PYTHONHASHSEED', '')})"
+            if plain
+            else ""
+        ),
         file=sys.stderr,
     )
     sys.argv = [module, *rest]

@@ -167,6 +167,7 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         raise ConfigError(msg) from None
     assert network is not None
     _image_check(settings, vm.docker_image, vm.source_image, "gcp")
+    tls = _tls_enabled(stack, settings)
     kwargs: dict[str, Any] = {
         "project": gcp.project,
         "zone": zone,
@@ -186,11 +187,11 @@ def _gcp_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "bootstrap": vm.bootstrap,
         "auto_shutdown": vm.auto_shutdown,
         "labels": dict(vm.labels),
-        "tls": _tls_enabled(stack, settings),
+        "tls": tls,
         "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
         **_reuse_kwargs(settings),
-        **lifecycle_kwargs(settings),
+        **lifecycle_kwargs(settings, tls=tls),
     }
     for key, value in (
         ("docker_image", vm.docker_image),
@@ -250,6 +251,7 @@ def _ec2_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         )
         raise ConfigError(msg)
     _image_check(settings, vm.docker_image, vm.ami, "ec2")
+    tls = _tls_enabled(stack, settings)
     kwargs: dict[str, Any] = {
         "region": aws.region,
         "subnet": subnet,
@@ -261,11 +263,11 @@ def _ec2_kwargs(stack: Stack, settings: DaskSection) -> dict[str, Any]:
         "public_ip": vm.public_ip,
         "bootstrap": vm.bootstrap,
         "tags": dict(vm.tags),
-        "tls": _tls_enabled(stack, settings),
+        "tls": tls,
         "tls_delivery": settings.tls.vm_certificates,
         "stack_name": stack.name,
         **_reuse_kwargs(settings),
-        **lifecycle_kwargs(settings),
+        **lifecycle_kwargs(settings, tls=tls),
     }
     for key, value in (
         ("vpc", aws.vpc),
@@ -332,6 +334,13 @@ def dask_runner(
     from oxeo_flows.clusters.runner import check_parameter_targets, runner_class
 
     check_parameter_targets(settings.backend, settings.parameters)
+    if not settings.nanny and settings.backend not in ("gcp", "ec2"):
+        msg = (
+            f"dask.nanny = false applies to the gcp and ec2 backends, not {settings.backend!r} "
+            "(vertex workers run without a Nanny already; local workers are threads, or "
+            "processes under LocalCluster's Nanny); remove the setting"
+        )
+        raise ConfigError(msg)
     timeout = settings.start_timeout or DEFAULT_START_TIMEOUT.get(settings.backend, 600.0)
     adapt = {"minimum": settings.adapt[0], "maximum": settings.adapt[1]} if settings.adapt else None
     common: dict[str, Any] = {

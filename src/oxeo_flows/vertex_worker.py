@@ -37,7 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="HOST:PORT of the Secret Manager API (default: Google's)",
     )
     parser.add_argument("--nthreads", type=int, default=None, help="threads (default: CPUs)")
-    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    options = parser.parse_args(args)
+    from oxeo_flows.clusters import vm_forkserver
+
+    # No Nanny here: the replica takes the environment a Nanny gives its worker
+    # (PYTHONHASHSEED: every worker must hash alike), re-executing itself before any import.
+    vm_forkserver.reexec("oxeo_flows.vertex_worker", args, vm_forkserver.reexec_env())
     from oxeo_flows.clusters.vertex import run_worker
 
     try:

@@ -51,6 +51,31 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ),
     ("no workers and no adapt", {"backend": "local", "n_workers": 0}, {}, "wait forever"),
     (
+        "nanny off on a local cluster",
+        {"backend": "local", "nanny": False},
+        {},
+        "dask.nanny = false applies to the gcp and ec2 backends, not 'local'",
+    ),
+    (
+        "nanny off with TLS off",
+        {"backend": "gcp", "nanny": False, "tls": {"enabled": False}, "gcp": IMAGE},
+        {"gcp": GCP},
+        "dask.nanny = false needs the VMs to read their TLS from a per-cluster secret, and TLS "
+        "is off",
+    ),
+    (
+        "nanny off with metadata delivery",
+        {"backend": "ec2", "nanny": False, "tls": {"vm_certificates": "metadata"}, "ec2": IMAGE},
+        {"aws": AWS},
+        "dask.tls.vm-certificates is 'metadata'",
+    ),
+    (
+        "nanny off on the vertex backend",
+        {"backend": "vertex", "nanny": False},
+        {"gcp": GCP},
+        "vertex workers run without a Nanny already",
+    ),
+    (
         "tls address without material",
         {"backend": "address", "address": "tls://10.0.0.5:8786"},
         {},

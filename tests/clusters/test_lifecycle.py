@@ -207,12 +207,13 @@ def test_stack_settings_reach_the_factory() -> None:
     )
     default = dask_runner("gcp", stack=stack).cluster_kwargs
     assert (default["idle_timeout"], default["no_client_timeout"]) == (900.0, 900.0)
-    assert default["parallel_boot"] is True
+    assert (default["parallel_boot"], default["nanny"]) == (True, True)
     off = dask_runner(
-        "gcp", stack=stack, idle_timeout=0, no_client_timeout=60, parallel_boot=False
+        "gcp", stack=stack, idle_timeout=0, no_client_timeout=60, parallel_boot=False, nanny=False
     ).cluster_kwargs
-    assert (off["idle_timeout"], off["no_client_timeout"], off["parallel_boot"]) == (
-        None,
-        60,
-        False,
-    )
+    assert (
+        off["idle_timeout"],
+        off["no_client_timeout"],
+        off["parallel_boot"],
+        off["nanny"],
+    ) == (None, 60, False, False)

@@ -181,6 +181,42 @@ def test_gce_vms_fetch_their_role_certificate_from_a_per_cluster_secret(
     assert not [n for (p, n) in sm.secrets if n.startswith(base)]
 
 
+def test_gce_nanny_false_runs_the_worker_as_the_vms_container_process(
+    gce: tuple[ComputeEmulator, SecretManagerEmulator],
+) -> None:
+    from distributed import Client
+
+    compute, sm = gce
+    runner = dask_runner(stack=gce_stack(compute, sm), nanny=False, n_workers=2)
+    assert runner.cluster_kwargs["nanny"] is False
+    cluster = runner.cluster_class(**runner.cluster_kwargs, cluster_name="oxeo-tls00004")
+    try:
+        with Client(cluster, security=cluster.security) as client:
+            client.wait_for_workers(2, timeout=60)
+            assert client.submit(lambda x: x + 1, 41).result(timeout=30) == 42
+
+            def facts() -> tuple[int, str, int]:
+                return os.getpid(), os.environ.get("PYTHONHASHSEED", ""), hash("oxeo-flows")
+
+            got = list(client.run(facts).values())
+        containers = {
+            m.container.pid for m in compute.machines() if m.role == "worker" and m.container
+        }
+        # No Nanny and no forkserver: each worker is the process its VM's container started
+        # (re-executed in place with the Nanny's environment): both hash alike.
+        assert {pid for pid, _, _ in got} == containers
+        assert [seed for _, seed, _ in got] == ["6640", "6640"]
+        assert len({digest for _, _, digest in got}) == 1
+        text = "\n".join(m.serial_output() for m in compute.machines() if m.role == "worker")
+        assert "distributed.nanny" not in text
+        assert "forkserver" not in text
+        assert text.count("no Nanny: the worker runs in this process (PYTHONHASHSEED=6640)") == 2
+    finally:
+        cluster.close()
+    compute.wait_idle()
+    assert compute.vms == {}
+
+
 def test_gce_failed_start_deletes_the_secrets(
     gce: tuple[ComputeEmulator, SecretManagerEmulator],
 ) -> None:

@@ -46,9 +46,12 @@ from oxeo_flows import dask_runner
 
 @task
 def where(tile: str) -> str:
+    import os
+
     from distributed import get_worker
 
-    return f"{tile}@{get_worker().name}"
+    seed = os.environ.get("PYTHONHASHSEED", "")
+    return f"{tile}@{get_worker().name}@{seed}@{hash('oxeo-flows')}"
 
 
 @flow(name="tiles", task_runner=dask_runner())
@@ -191,6 +194,10 @@ def test_tasks_run_on_the_jobs_worker_replicas(
     results = json.loads((repo["repo"] / "results.json").read_text())
     assert [r.split("@")[0] for r in results] == TILES
     assert {r.split("@")[1] for r in results} <= {"workerpool1-0", "workerpool1-1"}
+    # No Nanny on a replica: it re-executed itself with the environment a Nanny gives its
+    # worker, so both replicas hash alike.
+    assert {r.split("@")[2] for r in results} == {"6640"}
+    assert len({r.split("@")[3] for r in results}) == 1
     assert task_run_states(run.id) == ["COMPLETED"] * 20
     assert "joined tls://127.30.0." in output  # the workers reached the scheduler over TLS
     assert secret_manager_emulator.calls["CreateSecret"] == 1

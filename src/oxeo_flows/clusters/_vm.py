@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oxeo_flows.clusters._deadline import Deadline, scheduler_timeout_message
-from oxeo_flows.clusters.lifecycle import lifecycle_config
+from oxeo_flows.clusters.lifecycle import check_nanny, lifecycle_config
 from oxeo_flows.errors import ClusterError, ClusterStartTimeout
 
 __all__ = [
@@ -98,6 +98,8 @@ class ClusterPlan:
     """Seconds without tasks after which the scheduler closes (None: never)."""
     no_client_timeout: float | None = None
     """Seconds without a connected client after which the scheduler closes (None: never)."""
+    nanny: bool = True
+    """Workers run under a Nanny (False: ``distributed.Worker`` is the VM's process)."""
 
 
 async def _within(awaitable: Awaitable[Any], seconds: float, *, grace: float = 10.0) -> Any:
@@ -196,6 +198,10 @@ class VMClusterMixin:
         worker_options = dict(kwargs.get("worker_options") or {})
         worker_options.setdefault("death_timeout", f"{plan.start_timeout:g}s")
         kwargs["worker_options"] = worker_options
+        if not plan.nanny:
+            tls = plan.vm_tls
+            check_nanny(False, tls=tls is not None, delivery=getattr(tls, "delivery", ""))
+            kwargs.setdefault("worker_class", "distributed.Worker")
         try:
             with dask.config.set({section: private}):
                 super().__init__(**kwargs)

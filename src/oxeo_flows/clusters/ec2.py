@@ -319,6 +319,7 @@ def ec2_cluster(
     parallel_boot: bool = True,
     idle_timeout: float | None = None,
     no_client_timeout: float | None = None,
+    nanny: bool = True,
     **kwargs: Any,
 ) -> EC2Cluster:
     """Start a private Dask cluster on EC2 instances, within ``start_timeout`` seconds.
@@ -362,6 +363,9 @@ def ec2_cluster(
             down (None: never).
         no_client_timeout: Seconds without a connected client after which the scheduler
             closes and the VMs shut down (None: never).
+        nanny: Run each worker under a Nanny, which restarts a worker that dies (default);
+            False runs ``distributed.Worker`` as the VM's container process (one interpreter
+            less per worker VM, no restart).
         **kwargs: Passed to ``dask_cloudprovider.aws.EC2Cluster``.
 
     Returns:
@@ -403,6 +407,7 @@ def ec2_cluster(
         parallel_boot=parallel_boot,
         idle_timeout=idle_timeout,
         no_client_timeout=no_client_timeout,
+        nanny=nanny,
     )
     options: dict[str, Any] = {
         "region": region,

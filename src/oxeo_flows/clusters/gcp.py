@@ -323,6 +323,7 @@ def gcp_cluster(
     parallel_boot: bool = True,
     idle_timeout: float | None = None,
     no_client_timeout: float | None = None,
+    nanny: bool = True,
     asynchronous: bool = False,
     **kwargs: Any,
 ) -> GCPCluster:
@@ -376,6 +377,9 @@ def gcp_cluster(
             down (None: never).
         no_client_timeout: Seconds without a connected client after which the scheduler
             closes and the VMs shut down (None: never).
+        nanny: Run each worker under a Nanny, which restarts a worker that dies (default);
+            False runs ``distributed.Worker`` as the VM's container process (one interpreter
+            less per worker VM, no restart).
         asynchronous: Create without starting (for use inside an event loop).
         **kwargs: Passed to ``dask_cloudprovider.gcp.GCPCluster``.
 
@@ -431,6 +435,7 @@ def gcp_cluster(
         parallel_boot=parallel_boot,
         idle_timeout=idle_timeout,
         no_client_timeout=no_client_timeout,
+        nanny=nanny,
     )
     options: dict[str, Any] = {
         "compute": compute,

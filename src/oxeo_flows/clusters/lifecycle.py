@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_NO_CLIENT_TIMEOUT",
     "NO_CLIENT_PRELOAD",
     "lifecycle_config",
+    "check_nanny",
     "lifecycle_kwargs",
 ]
 
@@ -97,15 +98,42 @@ def lifecycle_config(
     return out
 
 
-def lifecycle_kwargs(settings: Any) -> dict[str, Any]:
+def check_nanny(nanny: bool, *, tls: bool, delivery: str) -> None:
+    """Raise `ConfigError` for Nanny-less workers whose VMs do not run `oxeo_flows.dask_vm`.
+
+    Without a Nanny, the worker's environment (``PYTHONHASHSEED`` and the rest of the Nanny's
+    pre-spawn environment, so that every worker hashes alike) is set by ``dask_vm``, which
+    runs with the per-cluster TLS secrets only.
+    """
+    if nanny or (tls and delivery == "secret"):
+        return
+    from oxeo_flows.errors import ConfigError
+
+    why = "TLS is off" if not tls else f"dask.tls.vm-certificates is {delivery!r}"
+    msg = (
+        f"dask.nanny = false needs the VMs to read their TLS from a per-cluster secret, and "
+        f'{why}: keep dask.nanny = true, or use TLS with vm-certificates = "secret" (the '
+        "default); without a Nanny nothing on the VM would give the worker the Nanny's "
+        "environment (PYTHONHASHSEED: every worker must hash alike)"
+    )
+    raise ConfigError(msg)
+
+
+def lifecycle_kwargs(settings: Any, *, tls: bool) -> dict[str, Any]:
     """The cluster factory keywords of a ``[dask]`` section's lifecycle settings.
 
     Args:
         settings: A `DaskSection`.
+        tls: Whether the cluster uses TLS (for `check_nanny`).
+
+    Raises:
+        ConfigError: ``nanny = false`` without per-cluster TLS secrets (`check_nanny`).
 
     Returns:
-        ``idle_timeout``, ``no_client_timeout`` (0 turns one off) and ``parallel_boot``.
+        ``idle_timeout``, ``no_client_timeout`` (0 turns one off), ``parallel_boot`` and
+        ``nanny``.
     """
+    check_nanny(settings.nanny, tls=tls, delivery=settings.tls.vm_certificates)
     idle = settings.idle_timeout
     no_client = settings.no_client_timeout
     return {
@@ -114,4 +142,5 @@ def lifecycle_kwargs(settings: Any) -> dict[str, Any]:
             DEFAULT_NO_CLIENT_TIMEOUT if no_client is None else (no_client or None)
         ),
         "parallel_boot": settings.parallel_boot,
+        "nanny": settings.nanny,
     }

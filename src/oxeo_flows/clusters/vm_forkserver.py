@@ -17,6 +17,11 @@ worker hashes alike) and glibc's ``MALLOC_TRIM_THRESHOLD_``. The forkserver star
 
 The forkserver starts before the VM's TLS material is read and never holds it: a worker gets
 its config through its process pipe, as with spawn.
+
+A process that runs ``distributed.Worker`` itself (a worker VM with ``dask.nanny = false``, a
+Vertex worker replica) gets no Nanny's environment: `reexec_env` says what to re-execute it
+with (the same variables, so that it hashes like every other worker) before anything is
+imported, `recheck_env` once the image's dask config is loaded, and `reexec` does it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Started", "adopt", "start"]
+__all__ = [
+    "Started",
+    "adopt",
+    "plain_worker",
+    "recheck_env",
+    "reexec",
+    "reexec_env",
+    "start",
+]
 
 #: ``distributed.nanny.pre-spawn-environ`` as distributed ships it, and the Nanny's seed.
 DEFAULT_PRE_SPAWN = {
@@ -57,15 +70,89 @@ class Started:
     before: dict[str, str | None]
 
 
-def _nanny_spec(args: list[str]) -> bool:
-    """Whether ``distributed.cli.dask_spec ... --spec JSON`` starts a Nanny."""
+#: Set (to the keys it added) in the environment `plain_worker_env` re-executes with.
+_SET_ENV = "OXEO_DASK_VM_PRE_SPAWN"
+
+
+def _spec_class(args: list[str]) -> str:
+    """The ``cls`` that ``distributed.cli.dask_spec ... --spec JSON`` starts ('' if none)."""
     if not args or args[0] != "distributed.cli.dask_spec" or "--spec" not in args[:-1]:
-        return False
+        return ""
     try:
         spec = json.loads(args[args.index("--spec") + 1])
     except ValueError:
-        return False
-    return isinstance(spec, dict) and str(spec.get("cls", "")).endswith("Nanny")
+        return ""
+    return str(spec.get("cls", "")) if isinstance(spec, dict) else ""
+
+
+def _nanny_spec(args: list[str]) -> bool:
+    """Whether ``distributed.cli.dask_spec ... --spec JSON`` starts a Nanny."""
+    return _spec_class(args).endswith("Nanny")
+
+
+def plain_worker(args: list[str]) -> bool:
+    """Whether ``args`` (``MODULE ARGS``) start a ``distributed.Worker`` without a Nanny."""
+    return _spec_class(args).endswith("Worker")
+
+
+def _missing(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The `DEFAULT_PRE_SPAWN` values of the variables ``environ`` leaves unset."""
+    out: dict[str, str] = {}
+    for key, value in DEFAULT_PRE_SPAWN.items():
+        current = environ.get(key)
+        if current in (None, "") or (key == "PYTHONHASHSEED" and current == "0"):
+            out[key] = value
+    return out
+
+
+def reexec_env() -> dict[str, str] | None:
+    """The environment to re-execute a Nanny-less worker's process with, or None.
+
+    Call it first thing in a process that will run ``distributed.Worker`` itself.
+
+    Returns:
+        The whole new environment when this process lacks variables of the Nanny's pre-spawn
+        environment and was not re-executed yet; None otherwise.
+    """
+    if os.environ.get(_SET_ENV) is not None:
+        return None
+    added = _missing(os.environ)
+    if not added:
+        return None
+    return {**os.environ, **added, _SET_ENV: ",".join(sorted(added))}
+
+
+def recheck_env() -> dict[str, str] | None:
+    """What to re-execute with if the image's dask config wants another pre-spawn environment.
+
+    Call it once ``distributed`` is imported, after `reexec_env`. A second re-execution is rare
+    (an image whose dask config sets ``distributed.nanny.pre-spawn-environ``) and happens once
+    at most.
+
+    Returns:
+        The new environment, or None when the process has what the config asks for.
+    """
+    added = os.environ.get(_SET_ENV)
+    if added is None or added.endswith(";checked"):
+        return None
+    import dask.config
+
+    original = {k: v for k, v in os.environ.items() if k not in added.split(",")}
+    wanted = _pre_spawn_env(dask.config, original)
+    if all(os.environ.get(k) == v for k, v in wanted.items()):
+        return None
+    _say(f"re-executing with the image's pre-spawn-environ ({sorted(wanted)})")
+    return {**original, **wanted, _SET_ENV: f"{','.join(sorted(wanted))};checked"}
+
+
+def reexec(module: str, args: list[str], env: dict[str, str] | None) -> None:
+    """Replace this process by ``python -m MODULE ARGS`` with ``env`` (None: do nothing)."""
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The same interpreter and module, argv as given: no shell, nothing from the environment.
+    os.execve(sys.executable, [sys.executable, "-m", module, *args], env)  # noqa: S606
 
 
 def _say(message: str) -> None:
@@ -82,11 +169,9 @@ def start(args: list[str]) -> Started | None:
     if not _nanny_spec(args) or os.environ.get(_METHOD_ENV):
         return None
     before: dict[str, str | None] = {}
-    for key, value in DEFAULT_PRE_SPAWN.items():
-        current = os.environ.get(key)
-        if current in (None, "") or (key == "PYTHONHASHSEED" and current == "0"):
-            before[key] = current
-            os.environ[key] = value
+    for key, value in _missing(os.environ).items():
+        before[key] = os.environ.get(key)
+        os.environ[key] = value
     try:
         import multiprocessing
         import multiprocessing.forkserver

@@ -359,6 +359,11 @@ class DaskSection(Model):
     """gcp / ec2: create the worker VMs as soon as the scheduler's private address is known,
     while the scheduler VM boots (one VM boot instead of two). False: after the scheduler
     answers, as dask-cloudprovider does."""
+    nanny: bool = True
+    """gcp / ec2: run each worker VM's Dask worker under a Nanny, which restarts a worker that
+    dies (e.g. killed for memory). False: the worker is the VM's container process itself, one
+    interpreter less per worker VM (about 0.45 CPU-seconds and 100 MB less at start), and no
+    restart: a worker that dies is gone, its VM shuts down."""
     idle_timeout: float | None = Field(default=None, ge=0, le=7 * 86400)
     """gcp / ec2: seconds without a task to run after which the scheduler closes and every VM
     shuts down (distributed's ``idle-timeout``; default 900, 0 turns it off)."""
