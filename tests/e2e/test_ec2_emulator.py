@@ -83,6 +83,7 @@ def test_a_second_terminate_of_an_instance_is_answered_as_terminated(
             }
         ],
     )
+    assert wait_until(lambda: len(emulator.processes()) == 1, 20)
     ec2 = emulator.client()
     first = ec2.terminate_instances(InstanceIds=[iid])["TerminatingInstances"]
     assert first[0]["InstanceId"] == iid
@@ -94,6 +95,8 @@ def test_a_second_terminate_of_an_instance_is_answered_as_terminated(
             "PreviousState": {"Code": 48, "Name": "terminated"},
         }
     ]
+    # Its interface is gone, it is still seen as this emulator's and stopped.
+    assert wait_until(lambda: emulator.processes() == [], 20)
 
 
 def test_json_protocol_bodies_pass_through_untouched(emulator: EC2Emulator) -> None:

@@ -517,9 +517,10 @@ class SchedulerWaitMixin:
         next_check = time.monotonic() + ALIVE_CHECK_EVERY
         while True:
             cluster._oxeo_check_workers()
-            if check_alive is not None and time.monotonic() >= next_check:
+            now = time.monotonic()
+            if check_alive is not None and now >= next_check:
+                next_check = now + ALIVE_CHECK_EVERY  # every 0.5 s, however long a check takes
                 await check_alive()  # raises ClusterError (with the console) if the VM stopped
-                next_check = time.monotonic() + ALIVE_CHECK_EVERY
             remaining = cluster._deadline.remaining()
             try:
                 ok = await asyncio.wait_for(probe(host, port), max(0.001, min(remaining, 10.0)))
@@ -529,7 +530,10 @@ class SchedulerWaitMixin:
                 cluster._log("Scheduler is running")
                 return
             # The cluster's own deadline (asyncio.wait_for in _start) cancels this loop.
-            await asyncio.sleep(0.2)
+            pause = 0.2
+            if check_alive is not None:
+                pause = min(pause, max(0.0, next_check - time.monotonic()))
+            await asyncio.sleep(pause)
 
 
 LABEL_CLUSTER = "oxeo-flows-cluster"

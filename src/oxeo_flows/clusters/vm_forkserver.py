@@ -70,7 +70,7 @@ class Started:
     before: dict[str, str | None]
 
 
-#: Set (to the keys it added) in the environment `plain_worker_env` re-executes with.
+#: Set (to the keys it added) in the environment `reexec_env` re-executes with.
 _SET_ENV = "OXEO_DASK_VM_PRE_SPAWN"
 
 

@@ -331,7 +331,10 @@ class EC2Emulator(MachineHost):
         if self._stop.is_set():
             return
         try:
-            found = ec2.describe_instances()
+            # moto's state is per process: other emulators' instances are not looked at.
+            found = ec2.describe_instances(
+                Filters=[{"Name": "subnet-id", "Values": [self.subnet_id]}]
+            )
         except Exception:  # moto restarting or stopping; the watcher tries again
             return
         for reservation in found.get("Reservations", []):
