@@ -288,6 +288,7 @@ class EC2Emulator(MachineHost):
     def stop(self) -> None:
         """Stop every container, the watcher and moto."""
         self._stop.set()
+        self._wake.set()  # the watcher may be waiting out a long poll
         if self._watcher is not None:
             self._watcher.join(10)
         for inst in list(self.instances.values()):
